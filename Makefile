@@ -1,0 +1,43 @@
+# The README's commands. Every target is idempotent: run it again and it does only what is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Stages in dvc.yaml call `mnist ...`: put the environment's scripts first on PATH.
+export PATH := $(BIN):$(PATH)
+# Quieter TensorFlow start-up logs in every command run from here.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup pipeline test bench lab freeze clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# Let Jupyter open notebooks/*.py as notebooks (jupytext) on a double click.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(VENV)/share/jupyter/lab/settings/overrides.json
+	touch $@
+
+pipeline: setup
+	dvc repro
+
+test: setup
+	pytest
+
+bench: setup
+	pytest -m bench tests/benchmarks -s
+
+lab: setup
+	jupyter lab notebooks/
+
+# Re-pin requirements.txt from the current environment and mirror the pins into environment.yml.
+freeze: setup
+	{ sed -n '1,2p' requirements.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^mnist' ; } > requirements.tmp && mv requirements.tmp requirements.txt
+	{ sed -n '1,2p' environment.yml; printf 'name: mnist\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n'; grep -v '^#' requirements.txt | sed 's/^/      - /'; } > environment.tmp && mv environment.tmp environment.yml
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,89 @@
+"""The `mnist` command: fetch, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from mnist_lib.fetch import default_sources, fetch
+
+    provenance = fetch(args.out, default_sources(args.from_dir, show_progress=not args.quiet))
+    for name, entry in provenance.items():
+        print(f"{name}: sha256 ok, from {entry['source']}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from mnist_lib.notebooks import run
+
+    notebook = Path(args.notebook)
+    output = Path(args.output) if args.output else Path("outputs/notebooks") / f"{notebook.stem}.ipynb"
+    overrides = dict(args.parameter)
+    run(notebook, output, args.parameter_file, overrides, html=not args.no_html, timeout=args.timeout,
+        log_output=args.log_output)
+    print(f"{notebook}: executed -> {output}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from mnist_lib.reports import build
+
+    notebooks = [nb for arg in map(Path, args.notebooks) for nb in (sorted(arg.glob("*.ipynb")) if arg.is_dir() else [arg])]
+    missing = [str(nb) for nb in notebooks if not nb.is_file()]
+    if missing or not notebooks:
+        raise FileNotFoundError(f"no executed notebook at {', '.join(missing) or ' '.join(args.notebooks)}")
+    index = build(notebooks, args.out, hide_code=args.hide_code)
+    print(f"{len(notebooks)} report(s) -> {index}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the `mnist` command."""
+    top = argparse.ArgumentParser(prog="mnist", description="MNIST research pipeline tools.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    fetch = commands.add_parser("fetch", help="get the four raw MNIST IDX files, verified against pinned SHA-256")
+    fetch.add_argument("--out", default="outputs/data/raw", help="destination folder (default: %(default)s)")
+    fetch.add_argument("--from", dest="from_dir", help="a local folder with the raw files (also: MNIST_DATA_DIR)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.set_defaults(handler=_fetch)
+
+    run = commands.add_parser("run", help="execute a notebook with papermill, strict parameters, HTML")
+    run.add_argument("notebook", help="a jupytext .py (or .ipynb) notebook")
+    run.add_argument("-f", "--parameter-file", action="append", default=[], help="YAML parameter file (repeatable)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set one parameter (repeatable); the value is read as the declared type")
+    run.add_argument("-o", "--output", help="executed notebook path (default: outputs/notebooks/NAME.ipynb)")
+    run.add_argument("--no-html", action="store_true", help="do not write NAME.html beside the executed notebook")
+    run.add_argument("--timeout", type=float, help="seconds any one cell may run")
+    run.add_argument("--log-output", action="store_true", help="stream cell outputs and a progress bar")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="render executed notebooks to HTML with an index page")
+    report.add_argument("notebooks", nargs="*", default=["outputs/notebooks"], help="executed notebooks or folders of them")
+    report.add_argument("--out", default="outputs/reports", help="destination folder (default: %(default)s)")
+    report.add_argument("--hide-code", action="store_true", help="show text and outputs only")
+    report.set_defaults(handler=_report)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one sub-command; a user error prints one message and exits 1."""
+    from mnist_lib.datasets import DatasetError
+    from mnist_lib.fetch import FetchError
+    from mnist_lib.notebooks import NotebookError
+
+    args = parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (DatasetError, FetchError, NotebookError, ValueError, FileNotFoundError) as err:
+        print(f"mnist {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mnist {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Exploratory statistics: summary tables and a 2-D PCA projection of the images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mnist_lib.datasets import Dataset
+
+
+def summary(splits: dict[str, Dataset]) -> pd.DataFrame:
+    """One row per split: images, image shape, classes, pixel mean/std, share of zero pixels."""
+    rows = {}
+    for name, data in splits.items():
+        pixels = data.images
+        rows[name] = {
+            "images": len(data),
+            "image_shape": "x".join(map(str, data.image_shape)),
+            "classes": data.num_classes,
+            "labeled": data.labels is not None,
+            "pixel_mean": round(float(pixels.mean()), 2),
+            "pixel_std": round(float(pixels.std()), 2),
+            "zero_pixels": round(float((pixels == 0).mean()), 4),
+        }
+    return pd.DataFrame(rows).T
+
+
+def pca_2d(images: np.ndarray, sample: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project a random sample of images on their first two principal components: (points, indices, explained ratio)."""
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.choice(len(images), size=min(sample, len(images)), replace=False))
+    flat = images[indices].reshape(len(indices), -1).astype(np.float32) / 255
+    centered = flat - flat.mean(axis=0)
+    _, singular, components = np.linalg.svd(centered, full_matrices=False)
+    explained = singular**2 / (singular**2).sum()
+    return centered @ components[:2].T, indices, explained[:2]

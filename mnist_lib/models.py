@@ -1,0 +1,119 @@
+"""Model registry: name -> Keras builder. Every model takes uint8-range pixels and scales them itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+Builder = Callable[..., keras.Model]
+MODELS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Add a builder to the registry under `name`."""
+
+    def decorate(builder: Builder) -> Builder:
+        MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def check_model_name(name: str) -> str:
+    """Return `name` if it is registered, else raise a ValueError listing the known names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return name
+
+
+def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> keras.Model:
+    """Build registered model `name` for images of `input_shape` and `num_classes` classes."""
+    model = MODELS[check_model_name(name)](tuple(input_shape), num_classes, **options)
+    model.name = name
+    return model
+
+
+def _scaled_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    return inputs, layers.Rescaling(1.0 / 255, name="scale")(inputs)
+
+
+def _sequential(input_shape: tuple[int, int, int], body: list[layers.Layer]) -> keras.Model:
+    inputs, x = _scaled_input(input_shape)
+    for layer in body:
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+@register("mlp")
+def mlp(input_shape, num_classes, hidden_activation: str = "relu") -> keras.Model:
+    """One hidden layer as wide as the image (784 units for MNIST)."""
+    width = input_shape[0] * input_shape[1] * input_shape[2]
+    return _sequential(input_shape, [
+        layers.Flatten(),
+        layers.Dense(width, activation=hidden_activation),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+
+
+@register("baseline")
+def baseline(input_shape, num_classes) -> keras.Model:
+    """The "baseline model" harness: one linear Conv2D(28), pooling, Dense(128), dropout."""
+    return _sequential(input_shape, [
+        layers.Conv2D(28, 3),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.2),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+
+
+@register("cnn_small")
+def cnn_small(input_shape, num_classes) -> keras.Model:
+    """The reference notebook's CNN: Conv32-Pool-Conv64-Pool-Conv64-Dense64 (93,322 parameters on MNIST)."""
+    return _sequential(input_shape, [
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+
+
+@register("cnn_kaggle")
+def cnn_kaggle(input_shape, num_classes) -> keras.Model:
+    """The Kaggle CSV project's CNN: 2x Conv32(5x5), 2x Conv64(3x3), Dense256, with dropout."""
+    return _sequential(input_shape, [
+        layers.Conv2D(32, 5, padding="same", activation="relu"),
+        layers.Conv2D(32, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2, strides=2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+
+
+@register("cnn_wide")
+def cnn_wide(input_shape, num_classes) -> keras.Model:
+    """The JPG-folder project's CNN: Conv16-Conv32-Conv64 without pooling, then a wide Dense64."""
+    return _sequential(input_shape, [
+        layers.Conv2D(16, 3, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ])

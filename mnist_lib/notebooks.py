@@ -12,6 +12,7 @@ import nbformat
 from mnist_lib import params
 
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up warnings are noise in stage logs
 
 
 class NotebookError(RuntimeError):
@@ -98,6 +99,7 @@ def execute(
         executed = papermill.execute_notebook(
             notebook, str(output_path), parameters=values, kernel_name=KERNEL["name"], language="python",
             progress_bar=log_output, log_output=log_output, execution_timeout=timeout,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as err:
         raise NotebookError(

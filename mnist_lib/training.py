@@ -31,6 +31,8 @@ class TrainConfig:
     learning_rate: float
     optimizer: str
     seed: int
+    patience: int = 0
+    restore_best_weights: bool = True
 
     def __post_init__(self) -> None:
         check_model_name(params.require_str("model", self.model))
@@ -39,12 +41,22 @@ class TrainConfig:
         params.require_float("learning_rate", self.learning_rate, minimum=0.0, maximum=10.0, inclusive=False)
         params.require_choice("optimizer", self.optimizer, OPTIMIZERS)
         params.require_int("seed", self.seed, minimum=0, maximum=2**31 - 1)
+        params.require_int("patience", self.patience, minimum=0)
+        params.require_bool("restore_best_weights", self.restore_best_weights)
 
 
 def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (call before building the model)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def _op_determinism_enabled() -> bool | None:
+    try:  # TensorFlow exposes the setter publicly, the getter only here
+        from tensorflow.python.framework.config import is_op_determinism_enabled
+    except ImportError:
+        return None
+    return bool(is_op_determinism_enabled())
 
 
 def environment() -> dict:
@@ -54,7 +66,7 @@ def environment() -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
-        "op_determinism": tf.config.experimental.is_op_determinism_enabled(),
+        "op_determinism": _op_determinism_enabled(),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "cpu_count": os.cpu_count(),
@@ -83,10 +95,16 @@ def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
 def fit(
     model: keras.Model, train: Dataset, val: Dataset, config: TrainConfig, out_dir: str | Path, live_plot: bool = True
 ) -> pd.DataFrame:
-    """Compile and train; write history.csv into `out_dir`; return the history with an `epoch` column."""
+    """Compile and train (early stopping and best-weights restore on validation accuracy, never on test);
+    write history.csv into `out_dir`; return the history with an `epoch` column."""
     out_dir = Path(out_dir)
     compile_model(model, config)
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(out_dir / "history.csv"))]
+    if config.patience or config.restore_best_weights:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.patience or config.epochs,
+            restore_best_weights=config.restore_best_weights,
+        ))
     if live_plot:
         from livelossplot import PlotLossesKeras
 
@@ -97,7 +115,7 @@ def fit(
         validation_data=input_pipeline(val, 1024),
         epochs=config.epochs,
         callbacks=callbacks,
-        verbose=0 if live_plot else 2,
+        verbose=2,  # one line per epoch: no progress-bar control characters in executed notebooks
     )
     seconds = time.perf_counter() - started
     history = pd.read_csv(out_dir / "history.csv")
@@ -116,6 +134,7 @@ def write_summary(out_dir: str | Path, model: keras.Model, config: TrainConfig, 
         "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
         "best_val_accuracy": float(best["val_accuracy"]),
         "best_epoch": int(best["epoch"]) + 1,
+        "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(history),
         "fit_seconds": round(seconds, 2),
         "train_images_per_second": round(n_train * len(history) / seconds, 1),
         "environment": environment(),

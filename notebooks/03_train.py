@@ -14,6 +14,8 @@ batch_size = 64  # images per gradient step
 learning_rate = 0.001  # optimizer step size
 optimizer = "adam"  # adam, sgd or rmsprop
 seed = 42  # seeds weight initialisation, shuffling and TensorFlow ops (op determinism is on)
+patience = 0  # stop after this many epochs without a better validation accuracy (0: run every epoch)
+restore_best_weights = True  # keep the weights of the epoch with the best validation accuracy
 
 # %% [markdown]
 # ## Check the parameters
@@ -21,7 +23,8 @@ seed = 42  # seeds weight initialisation, shuffling and TensorFlow ops (op deter
 
 # %%
 config = training.TrainConfig(model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                              optimizer=optimizer, seed=seed)
+                              optimizer=optimizer, seed=seed, patience=patience,
+                              restore_best_weights=restore_best_weights)
 config
 
 # %% [markdown]

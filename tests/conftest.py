@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny real datasets (digits drawn with Pillow, written as real IDX bytes), the repo root."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# Keep kernels and TensorFlow quiet and small in every process the tests start.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def draw_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """`count` images of digits drawn in white on black at random offsets and sizes, with their labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    rng.shuffle(labels)
+    images = np.zeros((count, size, size), dtype=np.uint8)
+    for index, label in enumerate(labels):
+        font = ImageFont.load_default(size=int(rng.integers(16, 23)))
+        canvas = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(canvas).text((int(rng.integers(4, 11)), int(rng.integers(-1, 5))), str(label), fill=255, font=font)
+        noise = rng.integers(0, 30, (size, size))
+        images[index] = np.clip(np.asarray(canvas, dtype=np.int32) + noise * (np.asarray(canvas) > 0), 0, 255)
+    return images, labels
+
+
+def idx_encode(array: np.ndarray) -> bytes:
+    """IDX bytes written independently of mnist_lib: 2 zero bytes, type 0x08, ndim, big-endian dims, data."""
+    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_tiny_mnist(folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = False) -> dict[str, str]:
+    """Write the four MNIST-named IDX files of a tiny dataset; return their SHA-256 (of the raw bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_images, train_labels = draw_digits(n_train, seed=1)
+    test_images, test_labels = draw_digits(n_test, seed=2)
+    checksums = {}
+    for name, array in zip(MNIST_NAMES, (train_images, train_labels, test_images, test_labels)):
+        data = idx_encode(array)
+        checksums[name] = hashlib.sha256(data).hexdigest()
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return checksums
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A folder with a tiny MNIST (300 train, 100 test) as the four raw IDX files, and their checksums."""
+    folder = tmp_path_factory.mktemp("tiny_mnist")
+    return folder, write_tiny_mnist(folder)

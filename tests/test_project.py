@@ -1,0 +1,93 @@
+"""Project-level contracts: pins, parameter files vs notebooks vs dvc.yaml, thin notebooks."""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+
+import pytest
+import yaml
+from ruamel.yaml import YAML
+
+from conftest import REPO
+from mnist_lib import notebooks, params
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+NOTEBOOK_STAGES = {name: stage for name, stage in DVC["stages"].items() if "mnist run" in stage["cmd"]}
+PARAM_FILES = sorted((REPO / "params").glob("*.yaml"))
+
+
+def pins(lines: list[str]) -> dict[str, str]:
+    found = {}
+    for line in lines:
+        match = re.fullmatch(r"\s*(?:-\s*)?([A-Za-z0-9_.\-]+)==(\S+)\s*", line)
+        if match:
+            found[match[1].lower()] = match[2]
+    return found
+
+
+def stage_call(stage: dict) -> tuple[str, list[str], dict[str, str]]:
+    """Notebook, parameter files and -p values of a `mnist run` stage command."""
+    words = shlex.split(stage["cmd"])
+    notebook = words[words.index("run") + 1]
+    files = [words[i + 1] for i, word in enumerate(words) if word == "-f"]
+    values = {words[i + 1]: words[i + 2] for i, word in enumerate(words) if word == "-p"}
+    return notebook, files, values
+
+
+def test_requirements_and_environment_pin_the_same_versions():
+    required = pins((REPO / "requirements.txt").read_text().splitlines())
+    environment = pins((REPO / "environment.yml").read_text().splitlines())
+    assert required == environment
+    assert len(required) > 100  # every dependency, not only the direct ones
+
+
+def test_pins_are_above_the_known_keras_advisories():
+    version = tuple(int(part) for part in pins((REPO / "requirements.txt").read_text().splitlines())["keras"].split("."))
+    assert version >= (3, 15, 1)
+
+
+@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
+def test_parameter_file_means_the_same_to_papermill_and_dvc(path):
+    papermill_view = yaml.safe_load(path.read_text())  # YAML 1.1, as papermill reads -f files
+    dvc_view = YAML(typ="safe", pure=True).load(io.StringIO(path.read_text()))  # YAML 1.2, as DVC reads params
+    assert papermill_view == dvc_view
+    assert all(type(papermill_view[key]) is type(dvc_view[key]) for key in papermill_view)
+
+
+@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
+def test_stage_parameters_equal_the_notebook_parameters_cell(stage):
+    notebook, files, values = stage_call(NOTEBOOK_STAGES[stage])
+    declared = params.declared_parameters(notebooks.read_notebook(REPO / notebook).cells)
+    from_files, _ = params.load_files([REPO / name for name in files])
+    assert set(from_files) | set(values) == set(declared), "params files + dvc.yaml paths must cover the notebook exactly"
+    for name, value in from_files.items():
+        assert declared[name].default == value, f"{name}: notebook default differs from {files}"
+    for name, value in values.items():
+        assert declared[name].default == value, f"{name}: notebook default differs from dvc.yaml"
+    tracked = {path for entry in NOTEBOOK_STAGES[stage]["params"] for path in entry}
+    assert set(files) <= tracked, "every -f file must be a tracked DVC params file of the stage"
+
+
+@pytest.mark.parametrize("stage", sorted(NOTEBOOK_STAGES))
+def test_every_parameter_has_a_comment(stage):
+    notebook, _, _ = stage_call(NOTEBOOK_STAGES[stage])
+    declared = params.declared_parameters(notebooks.read_notebook(REPO / notebook).cells)
+    assert all(entry.help for entry in declared.values())
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.py")), ids=lambda p: p.name)
+def test_notebooks_are_thin(path):
+    source = path.read_text()
+    forbidden = [r"^\s*(def|class) ", r"^\s*!", r"os\.chdir", r"import \*", r"warnings\.(filterwarnings|simplefilter)"]
+    for pattern in forbidden:
+        assert not re.search(pattern, source, re.MULTILINE), f"{path.name} matches {pattern}"
+    assert source.count('tags=["parameters"]') == 1
+    assert source.startswith("# %% [markdown]\n# # ")
+
+
+def test_each_stage_depends_on_its_own_notebook():
+    for name, stage in NOTEBOOK_STAGES.items():
+        notebook, _, _ = stage_call(stage)
+        assert notebook in stage["deps"], name

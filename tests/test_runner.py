@@ -1,0 +1,150 @@
+"""The runner (`mnist run`): strict parameters, real papermill runs in a real kernel, every failure named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mnist_lib import notebooks
+from mnist_lib.notebooks import NotebookError
+from mnist_lib.params import ParameterError
+
+TEMPLATE = '''# %% [markdown]
+# # A tiny notebook
+
+# %% tags=["parameters"]
+count = 2  # an integer
+name = "digits"  # a string
+flag = False  # a boolean
+rate = 0.5  # a number
+
+# %%
+print(f"count={{count!r}} name={{name!r}} flag={{flag!r}} rate={{rate!r}}")
+
+# %%
+{body}
+
+# %%
+print("last cell ran")
+'''
+
+
+def make_notebook(folder: Path, body: str = "pass") -> Path:
+    path = folder / "tiny.py"
+    path.write_text(TEMPLATE.format(body=body))
+    return path
+
+
+def outputs_text(path: Path) -> str:
+    notebook = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_run_executes_with_parameters_and_writes_notebook_and_html(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("count: 5\nrate: 1.0e-3\n")
+    out = notebooks.run(make_notebook(tmp_path), tmp_path / "out" / "tiny.ipynb", [params], {"flag": "true", "name": "x"})
+    text = outputs_text(out)
+    assert "count=5 name='x' flag=True rate=0.001" in text
+    assert "last cell ran" in text
+    html = out.with_suffix(".html").read_text()
+    assert "last cell ran" in html and "<html" in html
+
+
+def test_raised_error_names_notebook_cell_and_error(tmp_path):
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, "1 / 0"), tmp_path / "out.ipynb", html=False)
+    message = str(caught.value)
+    assert "tiny.py" in message and "ZeroDivisionError" in message and "cell" in message
+
+
+def test_sys_exit_zero_midway_is_a_failure_naming_the_cell(tmp_path):
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, "import sys\nsys.exit(0)"), tmp_path / "out.ipynb", html=False)
+    message = str(caught.value)
+    assert "tiny.py" in message and "sys.exit" in message and "never ran" in message
+    assert "import sys" in message  # the cell that stopped execution
+
+
+def test_killed_kernel_is_a_failure_naming_the_cell(tmp_path):
+    body = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, body), tmp_path / "out.ipynb", html=False)
+    message = str(caught.value)
+    assert "tiny.py" in message and "kernel died" in message and "import os, signal" in message
+
+
+def test_cell_timeout_is_a_failure_naming_the_cell(tmp_path):
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, "import time\ntime.sleep(60)"), tmp_path / "out.ipynb", html=False, timeout=3)
+    message = str(caught.value)
+    assert "tiny.py" in message and "timeout" in message and "import time" in message
+
+
+def test_unknown_parameter_in_file_is_refused_before_running(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("count: 3\ncuont: 4\n")
+    output = tmp_path / "out.ipynb"
+    with pytest.raises(ParameterError) as caught:
+        notebooks.run(make_notebook(tmp_path), output, [params])
+    message = str(caught.value)
+    assert "cuont" in message and str(params) in message and "count, name, flag, rate" in message
+    assert not output.exists()
+
+
+def test_unknown_command_line_parameter_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match="epochs .*the command line"):
+        notebooks.prepare(make_notebook(tmp_path), [], {"epochs": "3"})
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("rate: 1e-3\n", "rate .*expected a number, got '1e-3'.*1.0e-3"),  # YAML 1.1 reads 1e-3 as a string
+        ("name: no\n", "name .*expected a string, got False.*quote"),  # YAML 1.1 reads no as a boolean
+        ("count: 42.0\n", "count .*expected an integer, got 42.0"),
+        ("count: '42'\n", "count .*expected an integer, got '42'"),
+        ("flag: 'false'\n", "flag .*expected a boolean"),
+        ("rate: .nan\n", "rate .*expected a number, got nan"),
+    ],
+)
+def test_wrong_types_in_a_parameter_file_name_parameter_file_and_type(tmp_path, yaml_text, expected):
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml_text)
+    with pytest.raises(ParameterError, match=expected) as caught:
+        notebooks.prepare(make_notebook(tmp_path), [params])
+    assert str(params) in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "raw", "value"), [("flag", "false", False), ("flag", "True", True), ("count", "7", 7), ("rate", "1e-3", 0.001)])
+def test_command_line_values_are_read_as_the_declared_type(tmp_path, name, raw, value):
+    _, values = notebooks.prepare(make_notebook(tmp_path), [], {name: raw})
+    assert values[name] == value and type(values[name]) is type(value)
+
+
+def test_command_line_value_of_the_wrong_type_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match="-p count abc: expected an integer"):
+        notebooks.prepare(make_notebook(tmp_path), [], {"count": "abc"})
+
+
+def test_the_same_key_in_two_parameter_files_is_refused(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("count: 1\n")
+    second.write_text("count: 2\n")
+    with pytest.raises(ParameterError, match="count is also set in"):
+        notebooks.prepare(make_notebook(tmp_path), [first, second])
+
+
+def test_cli_exits_non_zero_with_one_message_naming_notebook_and_cell(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_lib.cli", "run", str(make_notebook(tmp_path, "raise ValueError('bad digit')")),
+         "-o", str(tmp_path / "out.ipynb"), "--no-html"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "mnist run: error:" in done.stderr and "tiny.py" in done.stderr and "ValueError: bad digit" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -154,6 +154,8 @@ class _CountingReader(io.RawIOBase):
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """Serialise a uint8 array as IDX: magic (0, 0, 0x08, ndim), big-endian dimensions, then the data."""
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"IDX unsigned bytes hold 0..255; the array spans {array.min()}..{array.max()}")
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
@@ -276,7 +278,8 @@ def fetch(out_dir: str | Path, sources: list[Source], checksums: dict[str, str] 
         for name, expected in checksums.items():
             target = out_dir / name
             if target.is_file() and sha256_file(target) == expected:
-                provenance[name] = previous.get(name) or {"source": "already present", "sha256": expected}
+                known = previous.get(name)
+                provenance[name] = known if known and known.get("sha256") == expected else {"source": "already present", "sha256": expected}
                 continue
             tried[name] = []
             for source in sources:

@@ -498,3 +498,8 @@ def test_the_pinned_table_holds_the_four_published_mnist_checksums():
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     }
     assert tuple(MNIST_SHA256) == MNIST_NAMES
+
+
+def test_idx_bytes_refuses_values_that_do_not_fit_an_unsigned_byte():
+    with pytest.raises(ValueError, match="0..255; the array spans 0..300"):
+        idx_bytes(np.array([0, 300]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -23,6 +26,14 @@ def summary(splits: dict[str, Dataset]) -> pd.DataFrame:
             "zero_pixels": round(float((pixels == 0).mean()), 4),
         }
     return pd.DataFrame(rows).T
+
+
+def write_summary(path: str | Path, table: pd.DataFrame) -> dict:
+    """Write the summary table as flat JSON ({"train_images": 60000, ...}) and return it."""
+    flat = {f"{split}_{column}": value for split, row in table.iterrows() for column, value in row.items()}
+    flat = {key: value.item() if isinstance(value, np.generic) else value for key, value in flat.items()}
+    Path(path).write_text(json.dumps(flat, indent=2) + "\n")
+    return flat
 
 
 def pca_2d(images: np.ndarray, sample: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

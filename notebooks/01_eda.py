@@ -22,7 +22,7 @@ splits = datasets.load(data_format, paths.resolve(data_dir))
 out = paths.stage_dir(out_dir)
 train = splits["train"]
 table = eda.summary(splits)
-table.to_json(out / "summary.json", orient="index", indent=2)
+eda.write_summary(out / "summary.json", table)
 table
 
 # %% [markdown]

@@ -1,0 +1,32 @@
+"""Exploratory statistics on a tiny real dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from conftest import draw_digits
+from mnist_lib import eda
+from mnist_lib.datasets import Dataset
+
+
+def tiny(n: int, seed: int) -> Dataset:
+    images, labels = draw_digits(n, seed)
+    return Dataset(images[..., np.newaxis], labels.astype(np.int64), tuple("0123456789"))
+
+
+def test_summary_is_written_flat_with_one_row_per_split(tmp_path):
+    table = eda.summary({"train": tiny(50, 1), "test": tiny(20, 2)})
+    written = eda.write_summary(tmp_path / "summary.json", table)
+    assert json.loads((tmp_path / "summary.json").read_text()) == written
+    assert written["train_images"] == 50 and written["test_images"] == 20 and written["train_classes"] == 10
+    assert 0 < written["train_zero_pixels"] < 1
+
+
+def test_pca_projects_a_seeded_sample_on_two_components():
+    data = tiny(120, 3)
+    points, picked, explained = eda.pca_2d(data.images, sample=100, seed=0)
+    again, picked_again, _ = eda.pca_2d(data.images, sample=100, seed=0)
+    assert points.shape == (100, 2) and np.array_equal(picked, picked_again) and np.allclose(points, again)
+    assert explained[0] >= explained[1] > 0 and explained.sum() < 1

@@ -96,3 +96,20 @@ def test_changing_train_params_reruns_train_evaluate_report_only(repo):
     set_params(repo, "train", batch_size=32)
     done = sh(["dvc", "repro"], repo)
     assert ran(done.stdout) == ["train", "evaluate", "report"]
+
+
+def test_a_failing_stage_keeps_its_lock_entry_and_the_fix_restores_the_last_good_outputs(repo):
+    lock = lambda: yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["evaluate"]  # noqa: E731
+    entry, metrics = lock(), (repo / "outputs" / "evaluate" / "metrics.json").read_bytes()
+    notebook = repo / "notebooks" / "04_evaluate.py"
+    good = notebook.read_text()
+    notebook.write_text(good.replace("metrics = evaluation.summarize(", "raise RuntimeError('injected fault')\nmetrics = evaluation.summarize(", 1))
+    failed = sh(["dvc", "repro"], repo, check=False)
+    assert failed.returncode != 0
+    assert ran(failed.stdout) == ["evaluate"] and "RuntimeError: injected fault" in failed.stderr
+    assert lock() == entry
+    notebook.write_text(good)
+    fixed = sh(["dvc", "repro"], repo)
+    assert "Stage 'evaluate' is cached - skipping run, checking out outputs" in fixed.stdout
+    assert (repo / "outputs" / "evaluate" / "metrics.json").read_bytes() == metrics
+    assert "up to date" in sh(["dvc", "status"], repo).stdout

@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Quieter TensorFlow start-up logs in every command run from here.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup pipeline test bench lab freeze clean
+.PHONY: setup pipeline test lab freeze clean
 
 setup: $(VENV)/.installed
 
@@ -27,9 +27,6 @@ pipeline: setup
 
 test: setup
 	pytest
-
-bench: setup
-	pytest -m bench tests/benchmarks -s
 
 lab: setup
 	jupyter lab notebooks/

@@ -39,7 +39,6 @@ def prepare(
         if name not in declared:
             params.check(declared, {name: raw}, {}, str(notebook_path))
         values[name] = params.parse_value(declared[name], raw)
-        origins[name] = "the command line"
     return notebook, values
 
 

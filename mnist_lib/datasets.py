@@ -27,17 +27,21 @@ DIGITS = tuple(str(digit) for digit in range(10))
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images as uint8 (n, height, width, channels), integer labels (or None when unlabeled), class names."""
+    """Images as uint8 (n, height, width, channels), integer labels (or None when unlabeled), class names,
+    and optionally where each image came from (a file name or a CSV row), so predictions can be traced back."""
 
     images: np.ndarray
     labels: np.ndarray | None
     class_names: tuple[str, ...]
+    sources: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (n, h, w, c), got {self.images.dtype} {self.images.shape}")
         if self.labels is not None and self.labels.shape != (len(self.images),):
             raise ValueError(f"labels must have shape ({len(self.images)},), got {self.labels.shape}")
+        if self.sources is not None and len(self.sources) != len(self.images):
+            raise ValueError(f"sources must name {len(self.images)} images, got {len(self.sources)}")
 
     @property
     def num_classes(self) -> int:

@@ -43,15 +43,18 @@ def check_disjoint(parts: dict[str, np.ndarray], total: int) -> None:
 def subset(dataset: Dataset, indices: np.ndarray) -> Dataset:
     """The images (and labels) of `dataset` at `indices`."""
     labels = None if dataset.labels is None else dataset.labels[indices]
-    return Dataset(dataset.images[indices], labels, dataset.class_names)
+    sources = None if dataset.sources is None else tuple(dataset.sources[i] for i in indices)
+    return Dataset(dataset.images[indices], labels, dataset.class_names, sources)
 
 
 def save_split(folder: str | Path, name: str, dataset: Dataset) -> Path:
-    """Write one split as an uncompressed .npz of uint8 images, labels and class names."""
+    """Write one split as an uncompressed .npz of uint8 images, labels, class names and sources (when known)."""
     path = Path(folder) / f"{name}.npz"
     arrays = {"images": dataset.images, "class_names": np.array(dataset.class_names)}
     if dataset.labels is not None:
         arrays["labels"] = dataset.labels
+    if dataset.sources is not None:
+        arrays["sources"] = np.array(dataset.sources, dtype=str)
     np.savez(path, **arrays)
     return path
 
@@ -63,7 +66,8 @@ def load_split(folder: str | Path, name: str) -> Dataset:
         raise FileNotFoundError(f"{path} does not exist: run the split stage first (`dvc repro split`)")
     with np.load(path, allow_pickle=False) as data:
         labels = data["labels"] if "labels" in data else None
-        return Dataset(data["images"], labels, tuple(str(name) for name in data["class_names"]))
+        sources = tuple(str(source) for source in data["sources"]) if "sources" in data else None
+        return Dataset(data["images"], labels, tuple(str(name) for name in data["class_names"]), sources)
 
 
 def class_counts(splits: dict[str, Dataset]) -> pd.DataFrame:

@@ -58,3 +58,12 @@ def test_split_files_round_trip_uint8_images_labels_and_class_names(tmp_path):
 def test_missing_split_file_says_which_stage_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="val.npz does not exist: run the split stage"):
         split.load_split(tmp_path, "val")
+
+
+def test_sources_follow_their_images_through_subset_and_split_files(tmp_path):
+    images = np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 2, 2, 1)
+    data = Dataset(images, np.array([0, 1, 0, 1]), ("a", "b"), ("a/1.png", "b/2.png", "a/3.png", "b/4.png"))
+    picked = split.subset(data, np.array([3, 0]))
+    assert picked.sources == ("b/4.png", "a/1.png")
+    split.save_split(tmp_path, "test", picked)
+    assert split.load_split(tmp_path, "test").sources == ("b/4.png", "a/1.png")

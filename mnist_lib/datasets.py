@@ -1,60 +1,29 @@
-"""Datasets: the in-memory `Dataset` record and strict readers for IDX files (plain or gzip)."""
+"""Datasets: strict IDX readers (plain or gzip), and `load`, which reads any supported data format."""
 
 from __future__ import annotations
 
 import gzip
 import math
 import struct
+import warnings
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mnist_lib.fetch import verify_files
+from mnist_lib.images import MODES, load_image_folder
+from mnist_lib.params import ParameterError, require_bool, require_choice, require_int, require_str
+from mnist_lib.records import DIGITS, Dataset, DatasetError
+from mnist_lib.tabular import load_kaggle_folder
 
-
-class DatasetError(ValueError):
-    """Input data that cannot be used; the message names the file and the place."""
-
+__all__ = ["DATA_FORMATS", "DIGITS", "Dataset", "DatasetError", "load", "load_idx_folder", "load_mnist", "read_idx",
+           "read_idx_pair", "suspicious"]
 
 IDX_UNSIGNED_BYTE = 0x08
 IDX_IMAGES_NDIM = 3  # magic 2051
 IDX_LABELS_NDIM = 1  # magic 2049
 MAX_IDX_BYTES = 1 << 30  # refuse to inflate a single IDX file past 1 GiB
-DIGITS = tuple(str(digit) for digit in range(10))
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Images as uint8 (n, height, width, channels), integer labels (or None when unlabeled), class names,
-    and optionally where each image came from (a file name or a CSV row), so predictions can be traced back."""
-
-    images: np.ndarray
-    labels: np.ndarray | None
-    class_names: tuple[str, ...]
-    sources: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (n, h, w, c), got {self.images.dtype} {self.images.shape}")
-        if self.labels is not None and self.labels.shape != (len(self.images),):
-            raise ValueError(f"labels must have shape ({len(self.images)},), got {self.labels.shape}")
-        if self.sources is not None and len(self.sources) != len(self.images):
-            raise ValueError(f"sources must name {len(self.images)} images, got {len(self.sources)}")
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """Shape of one image: (height, width, channels)."""
-        return tuple(self.images.shape[1:])
-
-    def __len__(self) -> int:
-        return len(self.images)
 
 
 def _magic(ndim: int) -> int:
@@ -139,11 +108,55 @@ def load_mnist(raw_dir: str | Path) -> dict[str, Dataset]:
     return load_idx_folder(raw_dir)
 
 
-DATA_FORMATS = {"mnist": load_mnist, "idx": load_idx_folder}
+DATA_FORMATS = ("mnist", "idx", "kaggle_csv", "image_folder")
+IMBALANCE_RATIO = 10  # warn when the largest class has this many times the images of the smallest
 
 
-def load(data_format: str, data_dir: str | Path) -> dict[str, Dataset]:
-    """Load {'train': Dataset, 'test': Dataset} from `data_dir` in one of `DATA_FORMATS`."""
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format {data_format!r} is not one of {', '.join(DATA_FORMATS)}")
-    return DATA_FORMATS[data_format](data_dir)
+def load(data_format: str, data_dir: str | Path, *, train_folder: str = "train", test_folder: str = "test",
+         image_size: int = 28, channels: int = 1, skip_bad_images: bool = False) -> dict[str, Dataset]:
+    """Load {'train': Dataset, 'test': Dataset} ('test' only when the data has one) in one of `DATA_FORMATS`;
+    the folder and image options apply to `image_folder`. Warns about suspicious but legal data."""
+    require_choice("data_format", data_format, DATA_FORMATS)
+    require_int("image_size", image_size, minimum=8, maximum=1024)
+    if require_int("channels", channels) not in MODES:
+        raise ParameterError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    require_bool("skip_bad_images", skip_bad_images)
+    if data_format == "mnist":
+        splits = load_mnist(data_dir)
+    elif data_format == "idx":
+        splits = load_idx_folder(data_dir)
+    elif data_format == "kaggle_csv":
+        splits = load_kaggle_folder(data_dir)
+    else:
+        splits = load_image_folder(data_dir, require_str("train_folder", train_folder), require_str("test_folder", test_folder),
+                                   image_size, channels, skip_bad_images)
+    for message in suspicious(splits):
+        warnings.warn(message, stacklevel=2)
+    return splits
+
+
+def suspicious(splits: dict[str, Dataset]) -> list[str]:
+    """What is legal but worth a look: heavily imbalanced training classes, images shared by train and test."""
+    messages = []
+    train = splits["train"]
+    counts = np.bincount(train.labels, minlength=train.num_classes)
+    if counts.min() == 0:
+        missing = [name for name, count in zip(train.class_names, counts) if count == 0]
+        messages.append(f"no training images for class(es) {', '.join(map(repr, missing))}: the model cannot learn them")
+    elif counts.min() * IMBALANCE_RATIO < counts.max():
+        messages.append(
+            f"heavily imbalanced classes: {train.class_names[counts.argmax()]!r} has {counts.max()} training images, "
+            f"{train.class_names[counts.argmin()]!r} only {counts.min()}; consider class weights or more data"
+        )
+    if "test" in splits and splits["test"].image_shape == train.image_shape:
+        shared = np.intersect1d(_row_keys(train.images), _row_keys(splits["test"].images))
+        if len(shared):
+            messages.append(f"{len(shared)} distinct image(s) appear in both train and test: test accuracy will be "
+                            "optimistic; remove the duplicates from one side")
+    return messages
+
+
+def _row_keys(images: np.ndarray) -> np.ndarray:
+    """One opaque value per image, equal exactly when the pixels are equal."""
+    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    return flat.view(np.dtype((np.void, flat.shape[1]))).ravel()

@@ -29,6 +29,19 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return train, val
 
 
+def make_splits(data: dict[str, Dataset], val_fraction: float, test_fraction: float, seed: int) -> dict[str, Dataset]:
+    """train/val/test: validation drawn from 'train' per class; the data's own test set, or when it has none,
+    `test_fraction` of each class held out first (with a seed of its own, so val_fraction does not move it)."""
+    train, test = data["train"], data.get("test")
+    if test is None:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
+        rest, held_out = stratified_split(train.labels, test_fraction, seed + 1)
+        train, test = subset(train, rest), subset(train, held_out)
+    train_indices, val_indices = stratified_split(train.labels, val_fraction, seed)
+    return {"train": subset(train, train_indices), "val": subset(train, val_indices), "test": test}
+
+
 def check_disjoint(parts: dict[str, np.ndarray], total: int) -> None:
     """Raise unless the index sets are pairwise disjoint and together cover 0..total-1."""
     seen = np.zeros(total, dtype=np.int64)
@@ -79,15 +92,15 @@ def class_counts(splits: dict[str, Dataset]) -> pd.DataFrame:
     return pd.DataFrame(counts, index=pd.Index(names, name="class"))
 
 
-def write_splits(folder: str | Path, parts: dict[str, Dataset], seed: int, val_fraction: float) -> dict:
-    """Write each split as NAME.npz plus summary.json (sizes, seed, fraction, shape, classes); return the summary."""
+def write_splits(folder: str | Path, parts: dict[str, Dataset], settings: dict) -> dict:
+    """Write each split as NAME.npz plus summary.json (settings, sizes, shape, classes); return the summary."""
     for name, dataset in parts.items():
         save_split(folder, name, dataset)
     first = next(iter(parts.values()))
     summary = {
-        "seed": seed,
-        "val_fraction": val_fraction,
+        **settings,
         **{f"{name}_images": len(dataset) for name, dataset in parts.items()},
+        "test_labeled": parts["test"].labels is not None,
         "image_shape": "x".join(map(str, first.image_shape)),
         "classes": first.num_classes,
         "class_names": list(first.class_names),

@@ -7,18 +7,25 @@
 from mnist_lib import datasets, eda, paths, plots
 
 # %% tags=["parameters"]
-data_format = "mnist"  # mnist (the verified raw IDX files) or idx (any folder of MNIST-named IDX files)
-data_dir = "outputs/data/raw"  # folder holding the data, relative to the project root
+data_format = "mnist"  # mnist, idx, kaggle_csv or image_folder (README: "Bring your own data")
+data_dir = "outputs/data/raw"  # the data's folder, relative to the project root
+train_folder = "train"  # image_folder: sub-folder of data_dir with one folder of images per class
+test_folder = "test"  # image_folder: optional test sub-folder (class folders, or unlabeled images)
+image_size = 28  # image_folder: images are resized to image_size x image_size
+channels = 1  # image_folder: 1 (grayscale) or 3 (RGB)
+skip_bad_images = False  # image_folder: skip unreadable images (listed in a warning) instead of stopping
 out_dir = "outputs/eda"  # where the figures and summary.json go
 sample_size = 5000  # images drawn for the pixel histogram and the PCA map
 seed = 0  # seed of the random samples shown
 
 # %% [markdown]
 # ## Load the data
-# For `mnist` the four raw files are checked against their pinned SHA-256 before they are read.
+# For `mnist` the four raw files are checked against their pinned SHA-256 before they are read; every format is
+# validated while reading, and legal but suspicious data gets a warning.
 
 # %%
-splits = datasets.load(data_format, paths.resolve(data_dir))
+splits = datasets.load(data_format, paths.resolve(data_dir), train_folder=train_folder, test_folder=test_folder,
+                       image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
 out = paths.stage_dir(out_dir)
 train = splits["train"]
 table = eda.summary(splits)

@@ -7,32 +7,38 @@
 from mnist_lib import datasets, paths, plots, split
 
 # %% tags=["parameters"]
-data_format = "mnist"  # mnist (the verified raw IDX files) or idx (any folder of MNIST-named IDX files)
-data_dir = "outputs/data/raw"  # folder holding the data, relative to the project root
+data_format = "mnist"  # mnist, idx, kaggle_csv or image_folder (README: "Bring your own data")
+data_dir = "outputs/data/raw"  # the data's folder, relative to the project root
+train_folder = "train"  # image_folder: sub-folder of data_dir with one folder of images per class
+test_folder = "test"  # image_folder: optional test sub-folder (class folders, or unlabeled images)
+image_size = 28  # image_folder: images are resized to image_size x image_size
+channels = 1  # image_folder: 1 (grayscale) or 3 (RGB)
+skip_bad_images = False  # image_folder: skip unreadable images (listed in a warning) instead of stopping
 out_dir = "outputs/split"  # where train.npz, val.npz, test.npz and the summary go
 val_fraction = 0.1  # share of each class held out for validation
+test_fraction = 0.1  # share of each class held out as the test split when the data has no test set of its own
 seed = 0  # seed of the split
 
 # %% [markdown]
 # ## Load the data
+# Every file, row and image is validated while reading; legal but suspicious data (heavy class imbalance,
+# images shared by train and test) gets a warning here.
 
 # %%
-splits = datasets.load(data_format, paths.resolve(data_dir))
+splits = datasets.load(data_format, paths.resolve(data_dir), train_folder=train_folder, test_folder=test_folder,
+                       image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
 out = paths.stage_dir(out_dir)
 {name: len(data) for name, data in splits.items()}
 
 # %% [markdown]
 # ## Split, stratified by class
-# Each class gives the same fraction of its images to validation; the index sets are checked to be disjoint.
+# Each class gives the same fraction of its images to validation (and to test, when the data has no test set);
+# the index sets are checked to be disjoint.
 
 # %%
-train_indices, val_indices = split.stratified_split(splits["train"].labels, val_fraction, seed)
-parts = {
-    "train": split.subset(splits["train"], train_indices),
-    "val": split.subset(splits["train"], val_indices),
-    "test": splits["test"],
-}
-split.write_splits(out, parts, seed, val_fraction)
+parts = split.make_splits(splits, val_fraction, test_fraction, seed)
+split.write_splits(out, parts, {"data_format": data_format, "seed": seed, "val_fraction": val_fraction,
+                                "test_from": "data" if "test" in splits else f"train ({test_fraction:.0%} held out)"})
 
 # %% [markdown]
 # ## Class counts per split

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import os
@@ -60,3 +61,51 @@ def tiny_mnist(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A folder with a tiny MNIST (300 train, 100 test) as the four raw IDX files, and their checksums."""
     folder = tmp_path_factory.mktemp("tiny_mnist")
     return folder, write_tiny_mnist(folder)
+
+
+def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
+    """A Kaggle "Digit Recognizer" CSV written with the csv module: header, then one row per 28x28 image."""
+    header = ([] if labels is None else ["label"]) + [f"pixel{index}" for index in range(784)]
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        for index, image in enumerate(images.reshape(len(images), 784)):
+            writer.writerow(([] if labels is None else [int(labels[index])]) + image.tolist())
+    return path
+
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shapes(count: int, seed: int) -> tuple[list[Image.Image], np.ndarray]:
+    """`count` RGB pictures of varied sizes, each a coloured circle, square or triangle on a light background."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % len(SHAPES)
+    rng.shuffle(labels)
+    pictures = []
+    for label in labels:
+        width, height = (int(v) for v in rng.integers(36, 72, size=2))
+        canvas = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(200, 256, size=3)))
+        draw = ImageDraw.Draw(canvas)
+        side = int(min(width, height) * rng.uniform(0.5, 0.8))
+        x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        colour = tuple(int(v) for v in rng.integers(0, 120, size=3))
+        box = (x, y, x + side, y + side)
+        if label == 0:
+            draw.ellipse(box, fill=colour)
+        elif label == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(x, y + side), (x + side, y + side), (x + side // 2, y)], fill=colour)
+        pictures.append(canvas)
+    return pictures, labels
+
+
+def write_shape_folders(root: Path, count: int, seed: int, labeled: bool = True) -> Path:
+    """Real PNG/JPG files of `draw_shapes`: ROOT/<shape>/NAME (labeled) or ROOT/img_N (unlabeled)."""
+    pictures, labels = draw_shapes(count, seed)
+    for index, (picture, label) in enumerate(zip(pictures, labels)):
+        folder = root / SHAPES[label] if labeled else root
+        folder.mkdir(parents=True, exist_ok=True)
+        picture.save(folder / f"img_{index + 1}.{'png' if index % 2 else 'jpg'}")
+    return root

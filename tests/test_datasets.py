@@ -293,8 +293,8 @@ def test_an_unknown_format_is_refused_listing_the_formats(tiny_mnist):
     folder, _ = tiny_mnist
     with pytest.raises(ValueError) as caught:
         load("nope", folder)
-    assert str(caught.value) == "data_format 'nope' is not one of mnist, idx"
-    assert set(DATA_FORMATS) == {"mnist", "idx"}
+    assert str(caught.value) == "data_format must be one of mnist, idx, kaggle_csv, image_folder; got 'nope'"
+    assert set(DATA_FORMATS) == {"mnist", "idx", "kaggle_csv", "image_folder"}
 
 
 # --- Dataset ------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_overlapping_index_sets_are_reported():
 def test_split_files_round_trip_uint8_images_labels_and_class_names(tmp_path):
     images = np.arange(5 * 4 * 4, dtype=np.uint8).reshape(5, 4, 4, 1)
     data = Dataset(images, np.array([0, 1, 2, 1, 0]), ("cat", "dog", "owl"))
-    split.write_splits(tmp_path, {"train": data, "test": Dataset(images, None, data.class_names)}, seed=1, val_fraction=0.2)
+    split.write_splits(tmp_path, {"train": data, "test": Dataset(images, None, data.class_names)}, {"seed": 1})
     loaded = split.load_split(tmp_path, "train")
     assert loaded.images.dtype == np.uint8 and np.array_equal(loaded.images, images)
     assert np.array_equal(loaded.labels, data.labels) and loaded.class_names == ("cat", "dog", "owl")

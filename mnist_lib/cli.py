@@ -1,4 +1,4 @@
-"""The `mnist` command: fetch, run, report."""
+"""The `mnist` command: fetch, run, sweep, report."""
 
 from __future__ import annotations
 
@@ -37,6 +37,46 @@ def _report(args: argparse.Namespace) -> None:
     print(f"{len(notebooks)} report(s) -> {index}")
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mnist_lib import paths, sweeps
+    from mnist_lib.notebooks import run
+
+    root = paths.project_root()
+    sweep = sweeps.load(args.sweep_file, root)
+    out_dir = paths.resolve(args.out or f"outputs/sweeps/{sweep.name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = sweeps.pending(sweep, out_dir)
+    print(f"{sweep.name}: {len(sweep.runs)} run(s), {len(sweep.runs) - len(todo)} already done -> {out_dir}")
+    failed: list[str] = []
+    with tqdm(total=len(sweep.runs), initial=len(sweep.runs) - len(todo), unit="run", desc=sweep.name) as bar:
+        def report(one: sweeps.Run, record: dict) -> None:
+            if record["status"] == "failed":
+                failed.append(one.run_id)
+                tqdm.write(f"{one.run_id}: failed: {record['error']}")
+            bar.update(1)
+            bar.set_postfix(failed=len(failed))
+
+        try:
+            if args.executor == "dask":
+                sweeps.run_dask(sweep, out_dir, root, args.scheduler, report)
+            else:
+                sweeps.run_local(sweep, out_dir, root, args.jobs, report)
+        finally:
+            sweeps.summarize(sweep, out_dir)
+    print(f"summary -> {out_dir / 'summary.csv'}")
+    if not args.no_report:
+        report_path = out_dir / "report.ipynb"
+        run(root / "notebooks" / "05_sweep_report.py", report_path, [], {"sweep_dir": str(out_dir)})
+        print(f"report -> {report_path.with_suffix('.html')}")
+    if failed:
+        print(f"mnist sweep: {len(failed)} run(s) failed: {', '.join(failed)} (rerun the same command to retry them)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `mnist` command."""
     top = argparse.ArgumentParser(prog="mnist", description="MNIST research pipeline tools.")
@@ -64,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="outputs/reports", help="destination folder (default: %(default)s)")
     report.add_argument("--hide-code", action="store_true", help="show text and outputs only")
     report.set_defaults(handler=_report)
+    sweep = commands.add_parser("sweep", help="run every combination of a sweep file; resumable; summary and report")
+    sweep.add_argument("sweep_file", help="a sweep file, e.g. params/sweeps/example.yaml")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine (default: %(default)s)")
+    sweep.add_argument("--executor", choices=("local", "dask"), default="local", help="where runs execute")
+    sweep.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --executor dask")
+    sweep.add_argument("--out", help="output folder (default: outputs/sweeps/NAME)")
+    sweep.add_argument("--no-report", action="store_true", help="do not render the sweep report notebook")
+    sweep.set_defaults(handler=_sweep)
     return top
 
 
@@ -74,15 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_lib.notebooks import NotebookError
 
     args = parser().parse_args(argv)
+    if getattr(args, "jobs", 1) < 1:
+        print("mnist sweep: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    if getattr(args, "executor", None) == "dask" and not args.scheduler:
+        print("mnist sweep: error: --executor dask needs --scheduler tcp://HOST:PORT", file=sys.stderr)
+        return 2
     try:
-        args.handler(args)
+        code = args.handler(args)
     except (DatasetError, FetchError, NotebookError, ValueError, FileNotFoundError) as err:
         print(f"mnist {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"mnist {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -114,3 +114,37 @@ def confusion_heatmap(matrix: np.ndarray, class_names: tuple[str, ...], normaliz
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix" + (" (row-normalised)" if normalize else ""))
     fig.tight_layout()
     return fig
+
+
+def metric_vs_parameters(table: pd.DataFrame, swept: list[str], metrics: list[str]) -> Figure:
+    """One panel per swept parameter: each metric of the finished runs against that parameter's values."""
+    done = table[table["status"] == "done"]
+    metrics = [metric for metric in metrics if metric in done]
+    fig, axes = plt.subplots(1, max(1, len(swept)), figsize=(4.5 * max(1, len(swept)), 3.6), squeeze=False)
+    for ax, name in zip(axes.flat, swept):
+        long = done.melt(id_vars=[name], value_vars=metrics, var_name="metric", value_name="value")
+        long[name] = long[name].astype(str)
+        sns.stripplot(data=long, x=name, y="value", hue="metric", dodge=True, size=7, ax=ax)
+        sns.pointplot(data=long, x=name, y="value", hue="metric", dodge=0.4, errorbar=None, markers="_",
+                      linestyles="none", ax=ax, legend=False)
+        ax.set(title=f"by {name}", ylabel="")
+        ax.get_legend().remove()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles[: len(metrics)], labels[: len(metrics)], loc="lower center", ncol=len(metrics), frameon=False)
+    fig.suptitle("Finished runs by swept parameter (dash: mean)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def overlaid_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Validation loss and accuracy per epoch of several runs on shared axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, history in histories.items():
+        for ax, metric in zip(axes, ("val_loss", "val_accuracy")):
+            ax.plot(history["epoch"] + 1, history[metric], marker="o", label=name)
+    for ax, metric in zip(axes, ("Validation loss", "Validation accuracy")):
+        ax.set(title=metric, xlabel="epoch")
+    if histories:
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,46 @@
+# %% [markdown]
+# # Sweep report
+# One page for a whole parameter sweep: every run with its parameters and results, how the results move with
+# each swept parameter, the best runs' learning curves, and the spread over seeds.
+# Runs are ranked by a validation figure; test accuracy is shown, never used to choose.
+
+# %%
+from IPython.display import HTML
+
+from mnist_lib import paths, plots, sweeps
+
+# %% tags=["parameters"]
+sweep_dir = "outputs/sweeps/example"  # the folder `mnist sweep` wrote (summary.csv, sweep.json, one folder per run)
+rank_by = "train.best_val_accuracy"  # summary column that ranks runs (a validation figure, never test)
+top = 3  # how many of the best runs get their learning curves drawn
+
+# %% [markdown]
+# ## All runs
+# One row per run: status, wall time, swept parameters and every scalar result; click a column header to sort.
+
+# %%
+table, info = sweeps.read_summary(paths.resolve(sweep_dir))
+HTML(sweeps.sortable_html(table))
+
+# %% [markdown]
+# ## Results by swept parameter
+# Each finished run is a dot; the bar marks the mean, so a trend against a parameter shows at a glance.
+
+# %%
+metrics = [rank_by, "evaluate.test_accuracy"]
+fig = plots.metric_vs_parameters(table, info["swept"], metrics)
+
+# %% [markdown]
+# ## Learning curves of the best runs
+# The runs ranked highest by the validation figure, overlaid: a curve still climbing asks for more epochs.
+
+# %%
+best = sweeps.histories(paths.resolve(sweep_dir), table, rank_by, top)
+fig = plots.overlaid_curves(best)
+
+# %% [markdown]
+# ## Mean and spread over seeds
+# When seeds were swept, each other combination's mean and standard deviation tell signal from noise.
+
+# %%
+sweeps.seed_statistics(table, info["swept"], metrics)

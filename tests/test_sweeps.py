@@ -1,0 +1,195 @@
+"""Sweeps: grid expansion and validation before anything runs; real parallel runs of the real notebooks, a failing
+combination recorded, Ctrl-C then resume without redoing finished runs, a Dask cluster, one summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, draw_digits
+from mnist_lib import split, sweeps
+from mnist_lib.params import ParameterError
+from mnist_lib.records import DIGITS, Dataset
+
+CHAIN = [
+    {"notebook": "notebooks/03_train.py", "parameter_files": ["params/train.yaml"],
+     "paths": {"split_dir": "SPLIT", "out_dir": "{run}/train"}},
+    {"notebook": "notebooks/04_evaluate.py", "parameter_files": ["params/evaluate.yaml"],
+     "paths": {"split_dir": "SPLIT", "model_path": "{run}/train/model.keras", "out_dir": "{run}/evaluate"}},
+]
+
+
+def write_sweep(folder: Path, name: str, split_dir: Path | str = "outputs/split", steps: int = 2, **spec) -> Path:
+    chain = json.loads(json.dumps(CHAIN[:steps]).replace("SPLIT", str(split_dir)))
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"chain": chain, **spec}, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_split(tmp_path_factory) -> Path:
+    """train/val/test split files of drawn digits (200/60/60), as the split stage writes them."""
+    folder = tmp_path_factory.mktemp("split")
+    images, labels = draw_digits(320, seed=21)
+    parts = {name: Dataset(images[start:stop, ..., None], labels[start:stop].astype("int64"), DIGITS)
+             for name, start, stop in (("train", 0, 200), ("val", 200, 260), ("test", 260, 320))}
+    split.write_splits(folder, parts, {"seed": 0})
+    return folder
+
+
+def mnist(*args: str, cwd: Path = REPO, **options) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_lib.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, **options)
+
+
+# --- expansion and validation (nothing runs) -----------------------------------------------------------------
+
+
+def test_grid_is_a_cartesian_product_zip_advances_together_and_runs_are_added():
+    spec = {"grid": {"learning_rate": [0.1, 0.2], "seed": [1, 2, 3]},
+            "zip": {"model": ["mlp", "cnn_small"], "batch_size": [128, 64]}, "runs": [{"model": "baseline"}]}
+    combos = sweeps.combinations(spec, "s.yaml")
+    assert len(combos) == 2 * 3 * 2 + 1
+    assert {"learning_rate": 0.2, "seed": 3, "model": "cnn_small", "batch_size": 64} in combos
+    assert not any(c.get("model") == "mlp" and c.get("batch_size") == 64 for c in combos)
+    assert combos[-1] == {"model": "baseline"}
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"zip": {"model": ["mlp", "cnn_small"], "seed": [1]}}, "zip lists must have equal lengths"),
+        ({"grid": {"seed": [1]}, "zip": {"seed": [2]}}, "seed is in both grid and zip"),
+        ({"grid": {"seed": []}}, "grid.seed must be a non-empty list"),
+        ({"grid": {"seed": 3}}, "grid.seed must be a non-empty list"),
+        ({}, "no runs; give a grid"),
+    ],
+)
+def test_bad_grids_are_refused(spec, message):
+    with pytest.raises(ParameterError, match=message):
+        sweeps.combinations(spec, "s.yaml")
+
+
+def test_an_undeclared_parameter_fails_early_listing_the_declared_ones(tmp_path):
+    path = write_sweep(tmp_path, "typo", grid={"epoch": [1, 2]})
+    with pytest.raises(ParameterError) as caught:
+        sweeps.load(path, REPO)
+    message = str(caught.value)
+    assert "run 1 sets epoch, which no notebook of the chain declares" in message
+    assert "batch_size" in message and "learning_rate" in message and "model_path" in message
+
+
+def test_a_wrong_type_names_the_parameter_the_run_and_the_file(tmp_path):
+    path = write_sweep(tmp_path, "types", grid={"seed": [1, "2"]})
+    with pytest.raises(ParameterError, match=r"seed from .*types\.yaml \(run 2\): expected an integer, got '2'"):
+        sweeps.load(path, REPO)
+    path = write_sweep(tmp_path, "yaml11", runs=[{"learning_rate": "1e-3"}])
+    with pytest.raises(ParameterError, match="YAML 1.1"):
+        sweeps.load(path, REPO)
+
+
+def test_unknown_keys_missing_notebooks_and_repeated_runs_are_refused(tmp_path):
+    with pytest.raises(ParameterError, match="unknown key.*grids"):
+        sweeps.load(write_sweep(tmp_path, "a", grids={"seed": [1]}), REPO)
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"chain": [{"notebook": "notebooks/nope.py"}], "runs": [{}]}))
+    with pytest.raises(ParameterError, match="notebook notebooks/nope.py does not exist"):
+        sweeps.load(tmp_path / "b.yaml", REPO)
+    with pytest.raises(ParameterError, match="runs 1 and 2 are the same combination"):
+        sweeps.load(write_sweep(tmp_path, "c", runs=[{"seed": 1}, {"seed": 1}]), REPO)
+
+
+def test_run_ids_are_readable_stable_and_follow_every_value(tmp_path):
+    path = write_sweep(tmp_path, "ids", fixed={"epochs": 1}, grid={"learning_rate": [0.001, 0.01], "seed": [1, 2]})
+    first, again = sweeps.load(path, REPO), sweeps.load(path, REPO)
+    ids = [run.run_id for run in first.runs]
+    assert ids == [run.run_id for run in again.runs] and len(set(ids)) == 4
+    assert ids[0].startswith("learning_rate-0.001_seed-1_")
+    changed = sweeps.load(write_sweep(tmp_path, "ids", fixed={"epochs": 2}, grid={"learning_rate": [0.001, 0.01],
+                                                                                  "seed": [1, 2]}), REPO)
+    assert not set(ids) & {run.run_id for run in changed.runs}  # another base value: other runs
+    assert first.runs[0].values[0]["epochs"] == 1 and first.runs[0].values[0]["model"] == "cnn_small"
+    assert "epochs" not in first.runs[0].values[1]  # evaluate does not declare epochs
+
+
+def test_threads_per_run_share_the_cores():
+    cores = os.cpu_count() or 1
+    assert sweeps.threads_per_run(1) == cores and sweeps.threads_per_run(cores * 4) == 1
+
+
+# --- real runs ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary(tmp_path, tiny_split):
+    path = write_sweep(tmp_path, "grid", tiny_split, fixed={"epochs": 1, "model": "mlp"},
+                       grid={"learning_rate": [0.001, 0.003], "seed": [1, 2]}, runs=[{"optimizer": "adamw"}])
+    out = tmp_path / "out"
+    done = mnist("sweep", str(path), "--jobs", "2", "--out", str(out))
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "1 run(s) failed: optimizer-adamw_" in done.stderr
+
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 5 and set(table["status"]) == {"done", "failed"}
+    good = table[table["status"] == "done"]
+    assert sorted(zip(good["learning_rate"], good["seed"])) == [(0.001, 1), (0.001, 2), (0.003, 1), (0.003, 2)]
+    for _, row in good.iterrows():
+        metrics = json.loads((out / row["run_id"] / "evaluate" / "metrics.json").read_text())
+        assert row["evaluate.test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+        used = yaml.safe_load((out / row["run_id"] / "03_train.yaml").read_text())
+        assert (used["learning_rate"], used["seed"], used["epochs"]) == (row["learning_rate"], row["seed"], 1)
+        assert (out / row["run_id"] / "notebooks" / "03_train.html").is_file()
+    failed = table[table["status"] == "failed"].iloc[0]
+    assert "optimizer" in failed["error"] and "03_train" in failed["error"]
+    sweep_info = json.loads((out / "sweep.json").read_text())
+    assert sweep_info["swept"] == ["learning_rate", "seed", "optimizer"]
+    report = (out / "report.html").read_text()
+    assert "Sweep report" in report and "sweep-" in report and "<img" in report
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs(tmp_path, tiny_split):
+    path = write_sweep(tmp_path, "resume", tiny_split, steps=1, fixed={"epochs": 1, "model": "mlp"}, grid={"seed": [1, 2, 3]})
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([sys.executable, "-m", "mnist_lib.cli", "sweep", str(path), "--out", str(out),
+                              "--no-report"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*/status.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    first = list(out.glob("*/status.json"))
+    assert first, "no run finished in time"
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends to the whole foreground group
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, stderr[-2000:]
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/status.json")}
+    assert 1 <= len(finished) < 3
+    assert all(json.loads((out / run / "status.json").read_text())["status"] == "done" for run in finished)
+
+    again = mnist("sweep", str(path), "--out", str(out), "--no-report")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"3 run(s), {len(finished)} already done" in again.stdout
+    assert {run: (out / run / "status.json").stat().st_mtime_ns for run in finished} == finished  # not redone
+    assert (pd.read_csv(out / "summary.csv")["status"] == "done").all()
+
+
+@pytest.mark.slow
+def test_runs_go_to_a_dask_cluster(tmp_path, tiny_split):
+    from dask.distributed import LocalCluster
+
+    path = write_sweep(tmp_path, "dask", tiny_split, steps=1, fixed={"epochs": 1, "model": "mlp"}, grid={"seed": [1, 2]})
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        done = mnist("sweep", str(path), "--executor", "dask", "--scheduler", cluster.scheduler_address,
+                     "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out / "summary.csv")
+    assert list(table["status"]) == ["done", "done"] and sorted(table["seed"]) == [1, 2]

@@ -243,6 +243,7 @@ def fit(
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
+        shuffle=False,  # the batches come shuffled (training_batches)
         verbose=2,  # one line per epoch: no progress-bar control characters in executed notebooks
     )
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ EPSILON = 1e-7  # probabilities are clipped like Keras' cross-entropy does
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """Load a `.keras` model in safe mode (no arbitrary code from the file)."""
+    """Load a `.keras` model in safe mode (no code from the file), only if it matches the SHA-256 training recorded."""
     from mnist_lib import modelfile  # the file must match the SHA-256 that training recorded beside it
 
     return modelfile.load_model(path)

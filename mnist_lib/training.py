@@ -129,6 +129,7 @@ def resume_fingerprint(model: keras.Model, train: Dataset, val: Dataset, config:
 
 
 def _data_digest(data: Dataset) -> str:
+    """SHA-256 of a dataset's image and label bytes."""
     digest = hashlib.sha256(np.ascontiguousarray(data.images).data)
     digest.update(np.ascontiguousarray(data.labels).data)
     return digest.hexdigest()
@@ -142,11 +143,12 @@ class ResumeState(keras.callbacks.Callback):
     def __init__(self, path: Path, fingerprint: dict, history_csv: Path, early_stopping: keras.callbacks.EarlyStopping | None):
         super().__init__()
         self.path, self.fingerprint, self.history_csv, self.early_stopping = path, fingerprint, history_csv, early_stopping
+        self.stopped = False  # whether the restored run had already stopped early
         self._early_state: dict | None = None
         self._best_weights: list[np.ndarray] | None = None
 
     def restore(self, model: keras.Model) -> int:
-        """Load a saved state that matches this run into `model`; return the epoch to start from (0: none)."""
+        """Load a saved state that matches this run into `model`; return the number of epochs it had finished."""
         if not self.path.is_file():
             return 0
         try:
@@ -168,9 +170,9 @@ class ResumeState(keras.callbacks.Callback):
         if "best_0" in arrays:
             self._best_weights = [arrays[f"best_{index}"] for index in range(len(model.weights))]
         self.history_csv.write_bytes(meta["history_csv"].encode())  # CSVLogger writes \r\n: keep bytes
-        epoch = meta["epochs_done"]
-        print(f"Resuming after epoch {epoch} from {self.path} (delete it to start over)")
-        return self.fingerprint["config"]["epochs"] if meta["stopped"] else epoch
+        self.stopped = meta["stopped"]
+        print(f"Resuming after epoch {meta['epochs_done']} from {self.path} (delete it to start over)")
+        return meta["epochs_done"]
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self.early_stopping and self._early_state:  # runs after EarlyStopping's own reset
@@ -223,34 +225,36 @@ def fit(
             monitor="val_accuracy", mode="max", patience=config.patience or config.epochs,
             restore_best_weights=config.restore_best_weights,
         )
-    state = ResumeState(resume_path(out_dir), resume_fingerprint(model, train, val, config), history_csv, early_stopping)
-    initial_epoch = state.restore(model) if resume else 0
+    state = None
+    if resume:
+        state = ResumeState(resume_path(out_dir), resume_fingerprint(model, train, val, config), history_csv, early_stopping)
+    epochs_done = state.restore(model) if state else 0
     # Order matters: CSVLogger writes the epoch's row, EarlyStopping updates, then the state saves both.
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(history_csv), append=initial_epoch > 0)]
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(history_csv), append=epochs_done > 0)]
     callbacks += [early_stopping] if early_stopping else []
-    callbacks += [state] if resume else []
+    callbacks += [state] if state else []
     if live_plot:
         from livelossplot import PlotLossesKeras
 
         callbacks.append(PlotLossesKeras())
     # One pass over all remaining epochs (at least one epoch of data, even when a finished run has none left).
-    batches = training_batches(train, config.batch_size, config.seed, min(initial_epoch, config.epochs - 1), config.epochs)
+    batches = training_batches(train, config.batch_size, config.seed, min(epochs_done, config.epochs - 1), config.epochs)
     started = time.perf_counter()
     model.fit(
         batches,
         steps_per_epoch=math.ceil(len(train) / config.batch_size),
         validation_data=input_pipeline(val, 1024),
         epochs=config.epochs,
-        initial_epoch=initial_epoch,
+        initial_epoch=config.epochs if state and state.stopped else epochs_done,
         callbacks=callbacks,
         shuffle=False,  # the batches come shuffled (training_batches)
         verbose=2,  # one line per epoch: no progress-bar control characters in executed notebooks
     )
     seconds = time.perf_counter() - started
-    if resume:
+    if state:
         state.remove()
     history = pd.read_csv(history_csv)
-    history.attrs.update(fit_seconds=seconds, resumed_from_epoch=initial_epoch, epochs_this_run=len(history) - initial_epoch)
+    history.attrs.update(fit_seconds=seconds, resumed_from_epoch=epochs_done, epochs_this_run=len(history) - epochs_done)
     return history
 
 

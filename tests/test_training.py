@@ -185,3 +185,26 @@ def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_e
     assert f"Ignoring {state}" in capsys.readouterr().out
     assert history["epoch"].tolist() == [0, 1] and history.attrs["resumed_from_epoch"] == 0
     assert not state.exists()
+
+
+def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_weights(tmp_path):
+    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1)
+    out_dir.mkdir()
+    training.compile_model(model, config)
+    model.optimizer.build(model.trainable_variables)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=1, restore_best_weights=True)
+    stopper.wait, stopper.best, stopper.best_epoch, stopper.stopped_epoch = 1, 0.5, 1, 2
+    stopper.best_weights = [np.full_like(w, 0.25) for w in model.get_weights()]
+    model.stop_training = True  # EarlyStopping ended the run at epoch 3 of 5; the kill came before training returned
+    rows = "epoch,accuracy,loss,val_accuracy,val_loss\r\n" + "".join(f"{e},0.5,1.0,0.5,1.0\r\n" for e in range(3))
+    (out_dir / "history.csv").write_text(rows, newline="")
+    saving = training.ResumeState(training.resume_path(out_dir), training.resume_fingerprint(model, data, data, config),
+                                  out_dir / "history.csv", stopper)
+    saving.set_model(model)
+    saving.on_epoch_end(2)
+
+    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1)
+    history = training.fit(fresh, data, data, config, out_dir, live_plot=False)
+    assert history["epoch"].tolist() == [0, 1, 2] and history.attrs["epochs_this_run"] == 0
+    assert all(np.all(w == 0.25) for w in fresh.get_weights())  # the best weights, not the last ones
+    assert not training.resume_path(out_dir).exists()

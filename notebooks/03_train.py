@@ -3,7 +3,7 @@
 # Fit one registry model on the training split, watching the validation split; save the model, its history and curves.
 
 # %%
-from mnist_lib import models, paths, plots, split, training
+from mnist_lib import modelfile, models, paths, plots, split, training
 
 # %% tags=["parameters"]
 split_dir = "outputs/split"  # train/val arrays written by the split stage
@@ -48,7 +48,8 @@ net.summary()
 
 # %% [markdown]
 # ## Train
-# Live curves redraw after every epoch; history.csv is written as training goes.
+# Live curves redraw after every epoch; history.csv is written as training goes. If an earlier run was killed,
+# training resumes after its last finished epoch (the state waits beside out_dir, in `train.resume.npz`).
 
 # %%
 history = training.fit(net, train, val, config, out)
@@ -64,7 +65,8 @@ history.round(4)
 
 # %% [markdown]
 # ## Save the model and a summary
+# The SHA-256 of the saved file is recorded beside it (`model.keras.sha256`): evaluation loads only that file.
 
 # %%
-net.save(out / "model.keras")
-training.write_summary(out, net, config, history, len(train))
+model_sha256 = modelfile.save_model(net, out / "model.keras")
+training.write_summary(out, net, config, history, len(train), model_sha256)

@@ -1,27 +1,39 @@
-"""The real `dvc repro` on a copy of this repo with a tiny dataset: outputs, idempotence, exactly the right reruns."""
+"""The real `dvc repro` on a copy of this repo with a tiny dataset: outputs, idempotence, exactly the right reruns,
+run-cache restores, a second concurrent repro refused, a killed training resumed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
 import yaml
 
 from conftest import REPO, write_tiny_mnist
+from mnist_lib import evaluation, training
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "eda", "split", "train", "evaluate", "report")
+FIRST_RUN: dict[str, str] = {}  # what the first full repro wrote, for the run-cache test at the end
+
+
+def environment() -> dict[str, str]:
+    """This environment's scripts (mnist, dvc) first on PATH, as `make` does."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(args, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=900)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
@@ -30,6 +42,15 @@ def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def ran(output: str) -> list[str]:
     """Stages `dvc repro` ran, in order."""
     return re.findall(r"Running stage '(\w+)'", output)
+
+
+def stale(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed (their own code, parameters, data or outputs differ from dvc.lock)."""
+    return set(json.loads(sh(["dvc", "status", "--json"], repo).stdout))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def set_params(repo: Path, name: str, **values) -> None:
@@ -75,6 +96,7 @@ def test_repro_runs_every_stage_and_writes_the_promised_outputs(repo):
     assert metrics["n_test"] == 100 and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["error_rate"] == pytest.approx(1 - metrics["test_accuracy"])
     assert (out / "train" / "model.keras").is_file()
+    FIRST_RUN.update(model=sha256(out / "train" / "model.keras"), metrics=sha256(out / "evaluate" / "metrics.json"))
 
 
 def test_second_repro_runs_nothing(repo):
@@ -113,3 +135,112 @@ def test_a_failing_stage_keeps_its_lock_entry_and_the_fix_restores_the_last_good
     assert "Stage 'evaluate' is cached - skipping run, checking out outputs" in fixed.stdout
     assert (repo / "outputs" / "evaluate" / "metrics.json").read_bytes() == metrics
     assert "up to date" in sh(["dvc", "status"], repo).stdout
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    """Replace `old` (which must be there) by `new` in a file; return the original text."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+    return text
+
+
+def kernel_of(pid: int) -> psutil.Process:
+    """The Jupyter kernel started (through dvc and mnist run) by process `pid`."""
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "ipykernel_launcher" in child.cmdline():
+                return child
+        except psutil.Error:  # a short-lived helper process that already ended
+            continue
+    raise AssertionError(f"no kernel among the children of {pid}")
+
+
+def test_each_kind_of_change_makes_exactly_its_own_stages_stale(repo):
+    assert stale(repo) == set()
+    raw = repo / "outputs" / "data" / "raw" / "t10k-labels-idx1-ubyte"
+    changes = {  # what changes -> the stages whose own dependencies it is (repro then reruns their descendants too)
+        "notebook (markdown only)": (repo / "notebooks" / "03_train.py", "# ## Learning curves", "# ## Learning curves, per epoch", {"train"}),
+        "library module": (repo / "mnist_lib" / "evaluation.py", "EPSILON = 1e-7", "EPSILON = 1e-7  # unchanged value", {"evaluate"}),
+        "shared library module": (repo / "mnist_lib" / "plots.py", '"""', '"""Figures. ', {"eda", "split", "train", "evaluate"}),
+        "eda parameter": (repo / "params" / "eda.yaml", "sample_size: 200", "sample_size: 150", {"eda"}),
+        "train parameter": (repo / "params" / "train.yaml", "learning_rate: 0.001", "learning_rate: 0.002", {"train"}),
+    }
+    for what, (path, old, new, expected) in changes.items():
+        original = edit(path, old, new)
+        assert stale(repo) == expected, what
+        path.write_text(original)
+    original = raw.read_bytes()
+    raw.write_bytes(original[:-1] + bytes([(original[-1] + 1) % 10]))  # one test label changed, still a valid IDX file
+    assert stale(repo) == {"fetch", "eda", "split"}  # fetch's output differs from its record; eda and split read it
+    raw.write_bytes(original)
+    assert stale(repo) == set()
+
+
+def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
+    set_params(repo, "train", epochs=6, batch_size=8)
+    state, out = training.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
+    first = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not state.is_file():  # written after the first epoch
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    kernel_of(first.pid).send_signal(signal.SIGKILL)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode != 0 and "kernel died" in stderr
+    with np.load(state) as saved:
+        done = json.loads(str(saved["meta"]))["epochs_done"]
+    assert 1 <= done < 6, "the kill came after the last epoch: nothing left to resume"
+    rows_at_kill = (out / "history.csv").read_text().splitlines()
+    assert len(rows_at_kill) == 1 + done
+
+    resumed = sh(["dvc", "repro", "train"], repo)
+    assert ran(resumed.stdout) == ["train"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] == done and summary["epochs_run"] == 6
+    history = (out / "history.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(6))  # every epoch once, none rerun
+    assert history[: 1 + done] == rows_at_kill  # the epochs before the kill were not trained again
+    assert not state.exists() and sorted(p.name for p in out.iterdir()) == [
+        "curves.png", "history.csv", "model.keras", "model.keras.sha256", "summary.json"]
+    assert summary["model_sha256"] == sha256(out / "model.keras")
+    assert evaluation.load_model(out / "model.keras").output_shape == (None, 10)
+
+
+def test_reverting_train_params_restores_every_output_from_the_run_cache(repo):
+    set_params(repo, "train", epochs=1, batch_size=64)  # the first repro's values
+    done = sh(["dvc", "repro"], repo)
+    assert ran(done.stdout) == []
+    for stage in ("train", "evaluate", "report"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in done.stdout
+    train = repo / "outputs" / "train"
+    assert sha256(train / "model.keras") == FIRST_RUN["model"]  # the same file: a retrained one embeds a new save time
+    assert (train / "model.keras.sha256").read_text().split()[0] == FIRST_RUN["model"]
+    assert sha256(repo / "outputs" / "evaluate" / "metrics.json") == FIRST_RUN["metrics"]
+    assert stale(repo) == set()
+
+
+def test_a_second_concurrent_repro_is_refused_and_the_first_finishes_cleanly(repo, tmp_path):
+    edit(repo / "mnist_lib" / "evaluation.py", "EPSILON = 1e-7", "EPSILON = 1e-7  # as Keras clips")
+    assert stale(repo) == {"evaluate"}
+    log = tmp_path / "first.log"
+    with open(log, "w") as stream:
+        first = subprocess.Popen(["dvc", "repro"], cwd=repo, env=environment(), stdout=stream, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "Running stage 'evaluate'" not in log.read_text():
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        second = sh(["dvc", "repro"], repo, check=False)
+        assert first.poll() is None, "the first repro ended before the second one started: no overlap was tested"
+    finally:
+        first.wait(timeout=600)
+    assert second.returncode != 0
+    assert re.search(r"Unable to acquire lock|is busy, it is being blocked by", second.stderr), second.stderr
+    assert ran(second.stdout) == []
+    assert first.returncode == 0, log.read_text()
+    assert ran(log.read_text()) == ["evaluate", "report"]
+    assert stale(repo) == set()
+    assert not any(json.loads((repo / ".dvc" / "tmp" / "rwlock").read_text() or "{}").values())  # no lock left held
+    assert json.loads((repo / "outputs" / "evaluate" / "metrics.json").read_text())["n_test"] == 100

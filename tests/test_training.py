@@ -1,12 +1,23 @@
-"""Training: parameters checked before work, and the same seed gives bit-identical weights in fresh processes."""
+"""Training: parameters checked before work; the same seed gives bit-identical weights in fresh processes; a run
+killed with SIGKILL resumes after its last finished epoch and ends exactly as an uninterrupted run."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import keras
+import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import draw_digits
+from mnist_lib import modelfile, models, training
+from mnist_lib.datasets import Dataset
 from mnist_lib.params import ParameterError
 from mnist_lib.training import TrainConfig
 
@@ -37,35 +48,163 @@ def test_parameter_errors_are_value_errors_a_notebook_user_can_catch():
 
 
 SCRIPT = """
-import hashlib, sys, tempfile
+import json, hashlib, sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import draw_digits
-from mnist_lib import models, training
+from mnist_lib import modelfile, models, training
 from mnist_lib.datasets import Dataset
-images, labels = draw_digits(256, seed=5)
-data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
-config = training.TrainConfig(**{config!r})
+out_dir, config = sys.argv[1], json.loads(sys.argv[2])
+images, labels = draw_digits(400, seed=5)
+images, labels = np.tile(images, (4, 1, 1))[..., None], np.tile(labels, 4).astype(np.int64)  # epochs long enough to kill
+train = Dataset(images[:1400], labels[:1400], tuple("0123456789"))
+val = Dataset(images[1400:], labels[1400:], tuple("0123456789"))
+config = training.TrainConfig(**config)
 training.set_determinism(config.seed)
-net = models.build_model(config.model, data.image_shape, data.num_classes)
-history = training.fit(net, data, data, config, tempfile.mkdtemp(), live_plot=False)
+net = models.build_model(config.model, train.image_shape, train.num_classes)
+history = training.fit(net, train, val, config, out_dir, live_plot=False)
 digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in net.get_weights())).hexdigest()
-print("DIGEST", digest, "LOSS", history["loss"].iloc[-1])
+modelfile.save_model(net, out_dir + "/model.keras")
+print("RESULT", json.dumps({{"weights": digest, **history.attrs}}))
 """
+CONFIG = {**GOOD, "model": "baseline", "epochs": 6, "batch_size": 16}  # baseline has dropout: its random state resumes too
 
 
-def train_in_fresh_process(config: dict) -> str:
+def training_command(out_dir: Path, config: dict) -> list[str]:
     from conftest import REPO
 
-    code = SCRIPT.format(tests=str(REPO / "tests"), config=config)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-c", SCRIPT.format(tests=str(REPO / "tests")), str(out_dir), json.dumps(config)]
+
+
+def train_in_fresh_process(out_dir: Path, config: dict) -> dict:
+    done = subprocess.run(training_command(out_dir, config), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return next(line for line in done.stdout.splitlines() if line.startswith("DIGEST"))
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))[len("RESULT"):])
+    return {**result, "stdout": done.stdout}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    """One training run of CONFIG in a fresh process, start to end: its folder and result."""
+    out_dir = tmp_path_factory.mktemp("uninterrupted") / "train"
+    return out_dir, train_in_fresh_process(out_dir, CONFIG)
 
 
 @pytest.mark.slow
-def test_same_seed_gives_bit_identical_weights_in_two_fresh_processes():
-    config = {**GOOD, "epochs": 2}
-    first, second = train_in_fresh_process(config), train_in_fresh_process(config)
-    assert first == second
-    assert train_in_fresh_process({**config, "seed": 2}) != first
+def test_same_seed_gives_bit_identical_weights_in_two_fresh_processes(uninterrupted, tmp_path):
+    _, first = uninterrupted
+    assert train_in_fresh_process(tmp_path / "same", CONFIG)["weights"] == first["weights"]
+    assert train_in_fresh_process(tmp_path / "other", {**CONFIG, "seed": 2})["weights"] != first["weights"]
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_if_never_killed(uninterrupted, tmp_path):
+    reference_dir, reference = uninterrupted
+    out_dir = tmp_path / "train"
+    state = training.resume_path(out_dir)
+    process = subprocess.Popen(training_command(out_dir, CONFIG), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not state.is_file():  # written at the end of the first epoch
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    with np.load(state) as saved:
+        done = json.loads(str(saved["meta"]))["epochs_done"]
+    assert 1 <= done < CONFIG["epochs"], "the kill came after the last epoch: nothing left to resume"
+    assert not (out_dir / "model.keras").exists()
+
+    resumed = train_in_fresh_process(out_dir, CONFIG)
+    assert f"Resuming after epoch {done} from {state}" in resumed["stdout"]
+    assert resumed["resumed_from_epoch"] == done and resumed["epochs_this_run"] == CONFIG["epochs"] - done
+    history = pd.read_csv(out_dir / "history.csv")
+    assert history["epoch"].tolist() == list(range(CONFIG["epochs"]))  # every epoch exactly once
+    assert (out_dir / "history.csv").read_bytes() == (reference_dir / "history.csv").read_bytes()
+    assert resumed["weights"] == reference["weights"]  # same batches, optimizer, dropout and best-epoch state
+    assert not state.exists() and not state.with_name(state.name + ".partial").exists()
+    assert modelfile.load_model(out_dir / "model.keras").predict(np.zeros((1, 28, 28, 1)), verbose=0).shape == (1, 10)
+
+
+def tiny_run(tmp_path: Path, **change) -> tuple[keras.Model, Dataset, TrainConfig, Path]:
+    """A small model, data and configuration for in-process training tests."""
+    images, labels = draw_digits(64, seed=3)
+    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    config = TrainConfig(**{**GOOD, "model": "mlp", "epochs": 2, **change})
+    training.set_determinism(config.seed)
+    return models.build_model("mlp", data.image_shape, 10), data, config, tmp_path / "train"
+
+
+def test_the_resume_state_restores_variables_early_stopping_progress_best_weights_and_history(tmp_path):
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    training.compile_model(model, config)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(7)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
+    stopper.wait, stopper.best, stopper.best_epoch, stopper.best_weights = 1, 0.5, 0, [w * 0 for w in model.get_weights()]
+    fingerprint = training.resume_fingerprint(model, data, data, config)
+    (out_dir / "history.csv").write_bytes(b"epoch,accuracy\r\n0,0.5\r\n")
+    saving = training.ResumeState(training.resume_path(out_dir), fingerprint, out_dir / "history.csv", stopper)
+    saving.set_model(model)
+    saving.on_epoch_end(0)
+
+    fresh, _, _, _ = tiny_run(tmp_path, seed=9)  # other initial weights
+    training.compile_model(fresh, config)
+    (out_dir / "history.csv").write_bytes(b"epoch,accuracy\r\n0,0.5\r\n1,0.6\r\n")  # a row the state never saw
+    fresh_stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
+    restoring = training.ResumeState(training.resume_path(out_dir), fingerprint, out_dir / "history.csv", fresh_stopper)
+    assert restoring.restore(fresh) == 1
+    fresh_stopper.on_train_begin()
+    restoring.on_train_begin()
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
+    assert int(fresh.optimizer.iterations.numpy()) == 7
+    assert (fresh_stopper.wait, fresh_stopper.best, fresh_stopper.best_epoch) == (1, 0.5, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh_stopper.best_weights, stopper.best_weights))
+    assert (out_dir / "history.csv").read_bytes() == b"epoch,accuracy\r\n0,0.5\r\n"
+
+
+@pytest.mark.parametrize("leftover", ["corrupt", "other parameters"])
+def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_epoch_one(tmp_path, capsys, leftover):
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    state = training.resume_path(out_dir)
+    if leftover == "corrupt":
+        state.write_bytes(b"PK\x03\x04 cut short by a full disk")
+    else:
+        other, _, other_config, _ = tiny_run(tmp_path, learning_rate=0.01)
+        training.compile_model(other, other_config)
+        other.optimizer.build(other.trainable_variables)
+        (out_dir / "history.csv").write_text("epoch,accuracy\n0,0.9\n")
+        saving = training.ResumeState(state, training.resume_fingerprint(other, data, data, other_config),
+                                      out_dir / "history.csv", None)
+        saving.set_model(other)
+        saving.on_epoch_end(0)
+    history = training.fit(model, data, data, config, out_dir, live_plot=False)
+    assert f"Ignoring {state}" in capsys.readouterr().out
+    assert history["epoch"].tolist() == [0, 1] and history.attrs["resumed_from_epoch"] == 0
+    assert not state.exists()
+
+
+def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_weights(tmp_path):
+    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1)
+    out_dir.mkdir()
+    training.compile_model(model, config)
+    model.optimizer.build(model.trainable_variables)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=1, restore_best_weights=True)
+    stopper.wait, stopper.best, stopper.best_epoch, stopper.stopped_epoch = 1, 0.5, 1, 2
+    stopper.best_weights = [np.full_like(w, 0.25) for w in model.get_weights()]
+    model.stop_training = True  # EarlyStopping ended the run at epoch 3 of 5; the kill came before training returned
+    rows = "epoch,accuracy,loss,val_accuracy,val_loss\r\n" + "".join(f"{e},0.5,1.0,0.5,1.0\r\n" for e in range(3))
+    (out_dir / "history.csv").write_text(rows, newline="")
+    saving = training.ResumeState(training.resume_path(out_dir), training.resume_fingerprint(model, data, data, config),
+                                  out_dir / "history.csv", stopper)
+    saving.set_model(model)
+    saving.on_epoch_end(2)
+
+    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1)
+    history = training.fit(fresh, data, data, config, out_dir, live_plot=False)
+    assert history["epoch"].tolist() == [0, 1, 2] and history.attrs["epochs_this_run"] == 0
+    assert all(np.all(w == 0.25) for w in fresh.get_weights())  # the best weights, not the last ones
+    assert not training.resume_path(out_dir).exists()

@@ -21,6 +21,7 @@ from mnist_lib import params
 from mnist_lib.datasets import Dataset
 from mnist_lib.models import check_model_name
 
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")  # set by `mnist sweep`
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 
 
@@ -72,6 +73,7 @@ def environment() -> dict:
         "op_determinism": _op_determinism_enabled(),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "cpu_count": os.cpu_count(),
         "devices": [device.name for device in tf.config.list_logical_devices()],
     }

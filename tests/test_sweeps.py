@@ -147,6 +147,8 @@ def test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary
         used = yaml.safe_load((out / row["run_id"] / "03_train.yaml").read_text())
         assert (used["learning_rate"], used["seed"], used["epochs"]) == (row["learning_rate"], row["seed"], 1)
         assert (out / row["run_id"] / "notebooks" / "03_train.html").is_file()
+        train = json.loads((out / row["run_id"] / "train" / "summary.json").read_text())
+        assert train["environment"]["thread_variables"]["TF_NUM_INTRAOP_THREADS"] == str(sweeps.threads_per_run(2))
     failed = table[table["status"] == "failed"].iloc[0]
     assert "optimizer" in failed["error"] and "03_train" in failed["error"]
     sweep_info = json.loads((out / "sweep.json").read_text())

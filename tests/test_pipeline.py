@@ -3,7 +3,9 @@ run-cache restores, a second concurrent repro refused, a killed training resumed
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -244,3 +246,18 @@ def test_a_second_concurrent_repro_is_refused_and_the_first_finishes_cleanly(rep
     assert stale(repo) == set()
     assert not any(json.loads((repo / ".dvc" / "tmp" / "rwlock").read_text() or "{}").values())  # no lock left held
     assert json.loads((repo / "outputs" / "evaluate" / "metrics.json").read_text())["n_test"] == 100
+
+
+def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "baseline"], repo)
+    sh(["dvc", "exp", "run", "--queue", "-n", "faster", "-S", "params/train.yaml:learning_rate=0.003"], repo)
+    sh(["dvc", "queue", "start", "-j", "1"], repo)
+    deadline = time.monotonic() + 600
+    while not re.search(r"faster\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert re.search(r"faster\s.*Success", status), sh(["dvc", "queue", "logs", "faster"], repo, check=False).stdout[-3000:]
+    rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], repo).stdout))}
+    assert rows["faster"]["learning_rate"] == "0.003" and 0.0 <= float(rows["faster"]["test_accuracy"]) <= 1.0
+    assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["learning_rate"] == 0.001  # workspace untouched

@@ -162,6 +162,14 @@ def confusion_matrix(labels: np.ndarray | None, predictions: np.ndarray, num_cla
     return np.bincount(labels * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def confusion_frame(matrix: np.ndarray | None, class_names: tuple[str, ...]) -> pd.DataFrame:
+    """The confusion counts as a table: rows `true`, columns `predicted`, named by class (empty without labels)."""
+    index = pd.Index(list(class_names), name="true")
+    if matrix is None:
+        return pd.DataFrame(index=index[:0])
+    return pd.DataFrame(matrix, index=index, columns=pd.Index(list(class_names), name="predicted"))
+
+
 def confused_pairs(matrix: np.ndarray | None, class_names: tuple[str, ...], top: int = 10) -> pd.DataFrame:
     """The `top` largest off-diagonal cells: pair, true class, predicted class, count, share of the true class."""
     columns = ["pair", "true", "predicted", "count", "share_of_true"]

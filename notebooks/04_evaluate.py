@@ -74,6 +74,7 @@ report.round(4)
 
 # %%
 matrix = evaluation.confusion_matrix(test.labels, predicted, test.num_classes)
+evaluation.confusion_frame(matrix, test.class_names).to_csv(out / "confusion.csv")
 fig = plots.confusion_heatmap(matrix, test.class_names)
 fig.savefig(out / "confusion.png", dpi=100)
 fig = plots.confusion_heatmap(matrix, test.class_names, normalize=True)

@@ -13,11 +13,12 @@ import nbformat
 from mnist_lib.paths import resolve
 
 KEY_FILES = ("metrics.json", "summary.json")
-# The lab template without the scripts it loads from a CDN: require.js always, MathJax unless a notebook needs it.
-# A report then opens complete and at once on a machine without internet.
+# The lab template without the scripts it loads from a CDN: require.js always, MathJax and Mermaid unless a
+# notebook's text needs them. A report then opens complete and at once on a machine without internet.
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block html_head_js_mathjax -%}{%- if resources.needs_mathjax -%}{{ super() }}{%- endif -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mathjax -%}{%- if resources.needs_mathjax -%}{{ super() }}{%- endif -%}{%- endblock -%}
+{%- block html_head_js_mermaidjs -%}{%- if resources.needs_mermaid -%}{{ super() }}{%- endif -%}{%- endblock -%}
 """
 # C++ runtime log lines (absl format) that TensorFlow writes to stderr at start-up in every kernel, e.g.
 # "I0000 00:00:1795253312.963809   22382 port.cc:153] oneDNN custom operations are on...": not part of a report.
@@ -34,8 +35,8 @@ INDEX_STYLE = (
 )
 
 
-def _needs_mathjax(notebook: nbformat.NotebookNode) -> bool:
-    return any(cell.cell_type == "markdown" and "$" in cell.source for cell in notebook.cells)
+def _markdown_has(notebook: nbformat.NotebookNode, text: str) -> bool:
+    return any(cell.cell_type == "markdown" and text in cell.source for cell in notebook.cells)
 
 
 def without_runtime_logs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -68,7 +69,8 @@ def to_html(notebook: nbformat.NotebookNode | str | Path, path: str | Path, hide
     exporter = HTMLExporter(template_name="lab", template_file="offline.html.j2",
                             extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})])
     exporter.exclude_input = exporter.exclude_input_prompt = exporter.exclude_output_prompt = hide_code
-    body, _ = exporter.from_notebook_node(notebook, resources={"needs_mathjax": _needs_mathjax(notebook)})
+    needs = {"needs_mathjax": _markdown_has(notebook, "$"), "needs_mermaid": _markdown_has(notebook, "```mermaid")}
+    body, _ = exporter.from_notebook_node(notebook, resources=needs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")

@@ -27,7 +27,7 @@ config
 
 # %% [markdown]
 # ## Load the model and the test split
-# The model file is loaded in Keras safe mode, so it cannot run code; its input and output must fit the test split.
+# Keras safe mode keeps the model file from running code, and its input and output must fit the test split.
 
 # %%
 net = evaluation.load_model(paths.resolve(model_path))
@@ -39,8 +39,8 @@ out = paths.stage_dir(out_dir)
 
 # %% [markdown]
 # ## Predictions
-# One row per test image with every class probability: predictions.csv is the source of DVC's confusion plot,
-# and an unlabeled split also gets submission.csv (`ImageId,Label`) in Kaggle's format.
+# One row per test image with every class probability (the source of DVC's confusion plot); an unlabeled split
+# also gets submission.csv in Kaggle's `ImageId,Label` format.
 
 # %%
 probabilities = evaluation.predict_proba(net, test.images, config.batch_size)
@@ -50,8 +50,7 @@ table.head()
 
 # %% [markdown]
 # ## Metrics
-# Accuracy, mean cross-entropy, macro-averaged precision, recall and F1 (each class counts the same), and the
-# expected calibration error; metrics.json is what `dvc metrics show` and `dvc metrics diff` read.
+# Macro averages weigh every class the same and ECE measures over-confidence; `dvc metrics diff` compares these.
 
 # %%
 metrics = evaluation.metrics(test, probabilities, info, config.calibration_bins)
@@ -69,8 +68,7 @@ report.round(4)
 
 # %% [markdown]
 # ## Confusion matrix
-# Rows are the true class, columns the prediction: off-diagonal cells are the errors. Row-normalised, each row
-# shows where the images of one class went, whatever the class size.
+# Rows are the true class and columns the prediction, so off-diagonal cells are errors; row shares ignore class size.
 
 # %%
 matrix = evaluation.confusion_matrix(test.labels, predicted, test.num_classes)
@@ -91,8 +89,7 @@ pairs.round(4)
 
 # %% [markdown]
 # ## Misclassified test images
-# The errors the model was most sure of come first: look for label noise, ambiguous writing, or a real weakness.
-# Without labels, the least confident predictions are shown instead.
+# The most confident errors come first, where label noise or a real weakness shows (unlabeled: least confident).
 
 # %%
 review = evaluation.review_table(test, probabilities, config.gallery_size)
@@ -102,8 +99,7 @@ fig.savefig(out / "gallery.png", dpi=100)
 
 # %% [markdown]
 # ## Calibration
-# When the model says 90 %, is it right 90 % of the time? Bars under the diagonal are over-confidence; the ECE
-# is the image-weighted mean gap. Confident errors are the ones a user would not question.
+# A model that says 90 % should be right 90 % of the time: bars under the diagonal are over-confidence.
 
 # %%
 calibration = evaluation.calibration_table(test.labels, probabilities, config.calibration_bins)

@@ -1,10 +1,14 @@
-"""The `mnist` command: fetch, run, sweep, report."""
+"""The `mnist` command: fetch, run, sweep, report, predict."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
+
+REPORT_SETTINGS = ("hide_code",)  # the keys a report parameter file (params/report.yaml) may set
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -26,14 +30,27 @@ def _run(args: argparse.Namespace) -> None:
     print(f"{notebook}: executed -> {output}")
 
 
+def _report_settings(files: list[str]) -> dict:
+    """Report settings from parameter files (params/report.yaml), unknown keys refused."""
+    from mnist_lib import params
+
+    values, origins = params.load_files(files)
+    unknown = sorted(set(values) - set(REPORT_SETTINGS))
+    if unknown:
+        where = ", ".join(f"{name} (from {origins[name]})" for name in unknown)
+        raise params.ParameterError(f"mnist report does not know {where}; its settings are: {', '.join(REPORT_SETTINGS)}")
+    return {"hide_code": params.require_bool("hide_code", values.get("hide_code", False))}
+
+
 def _report(args: argparse.Namespace) -> None:
     from mnist_lib.reports import build
 
+    settings = _report_settings(args.parameter_file)
     notebooks = [nb for arg in map(Path, args.notebooks) for nb in (sorted(arg.glob("*.ipynb")) if arg.is_dir() else [arg])]
     missing = [str(nb) for nb in notebooks if not nb.is_file()]
     if missing or not notebooks:
         raise FileNotFoundError(f"no executed notebook at {', '.join(missing) or ' '.join(args.notebooks)}")
-    index = build(notebooks, args.out, hide_code=args.hide_code)
+    index = build(notebooks, args.out, hide_code=args.hide_code or settings["hide_code"])
     print(f"{len(notebooks)} report(s) -> {index}")
 
 
@@ -77,6 +94,29 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not a prediction
+    from mnist_lib.evaluation import load_model
+    from mnist_lib.predict import predict_files
+
+    names = [name.strip() for name in args.classes.split(",")] if args.classes else None
+    model = load_model(args.model)
+    results = predict_files(model, args.images, names, top=args.top, invert=args.invert, center=not args.no_center,
+                            batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps([result.as_dict() for result in results], indent=2))
+    for result in results:
+        if result.error:
+            print(f"mnist predict: error: {result.error}", file=sys.stderr)
+        elif not args.json:
+            shown = ", ".join(f"{name} ({p:.4f})" for name, p in result.top)
+            print(f"{result.file}: {shown}" + (" [inverted]" if result.inverted else ""))
+    failed = sum(result.error is not None for result in results)
+    if failed:
+        print(f"mnist predict: {failed} of {len(results)} file(s) could not be predicted", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `mnist` command."""
     top = argparse.ArgumentParser(prog="mnist", description="MNIST research pipeline tools.")
@@ -102,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render executed notebooks to HTML with an index page")
     report.add_argument("notebooks", nargs="*", default=["outputs/notebooks"], help="executed notebooks or folders of them")
     report.add_argument("--out", default="outputs/reports", help="destination folder (default: %(default)s)")
+    report.add_argument("-f", "--parameter-file", action="append", default=[],
+                        help="YAML settings (params/report.yaml): hide_code: true|false")
     report.add_argument("--hide-code", action="store_true", help="show text and outputs only")
     report.set_defaults(handler=_report)
     sweep = commands.add_parser("sweep", help="run every combination of a sweep file; resumable; summary and report")
@@ -112,6 +154,20 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", help="output folder (default: outputs/sweeps/NAME)")
     sweep.add_argument("--no-report", action="store_true", help="do not render the sweep report notebook")
     sweep.set_defaults(handler=_sweep)
+
+
+    predict = commands.add_parser("predict", help="predict the class of image files (PNG, JPG) with a trained model")
+    predict.add_argument("model", help="a .keras model file (loaded in safe mode)")
+    predict.add_argument("images", nargs="+", help="image files, any size; dark on light or light on dark")
+    predict.add_argument("--top", type=int, default=1, help="show the K most probable classes (default: %(default)s)")
+    predict.add_argument("--json", action="store_true", help="print one JSON list of results")
+    predict.add_argument("--classes", help="class names in output order, comma-separated (default: 0, 1, 2, ...)")
+    predict.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                         help="make one-channel images light ink on dark as in MNIST: auto detects the background")
+    predict.add_argument("--no-center", action="store_true",
+                         help="only resize; by default a one-channel digit is cropped, fitted and centred as in MNIST")
+    predict.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
+    predict.set_defaults(handler=_predict)
     return top
 
 

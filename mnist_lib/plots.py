@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from mnist_lib.datasets import Dataset
 
 sns.set_theme(style="whitegrid", context="notebook")
+NO_LABELS = "The test split has no labels, so there is nothing to compare the predictions with."
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -105,13 +106,98 @@ def learning_curves(history: pd.DataFrame) -> Figure:
     return fig
 
 
-def confusion_heatmap(matrix: np.ndarray, class_names: tuple[str, ...], normalize: bool = False) -> Figure:
-    """Seaborn heatmap of a confusion matrix (rows: true class), counts or row-normalised."""
+def notice(title: str, message: str) -> Figure:
+    """A small figure that says why there is nothing to plot (in place of a figure that needs labels)."""
+    fig, ax = plt.subplots(figsize=(7, 1.6))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax, image: np.ndarray) -> None:
+    """One image on `ax`: RGB in colour, one channel in gray (dark ink on light, as the other figures)."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray_r", vmin=0, vmax=255)
+    else:
+        ax.imshow(image)
+    ax.axis("off")
+
+
+def confusion_heatmap(matrix: np.ndarray | None, class_names: tuple[str, ...], normalize: bool = False) -> Figure:
+    """Seaborn heatmap of a confusion matrix (rows: true class), counts or row-normalised; a notice if it is None."""
+    kind = "Confusion matrix" + (" (row-normalised)" if normalize else "")
+    if matrix is None:
+        return notice(kind, NO_LABELS)
     values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalize else matrix
-    fig, ax = plt.subplots(figsize=(0.6 * len(class_names) + 2, 0.55 * len(class_names) + 1.5))
-    sns.heatmap(values, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
-                xticklabels=class_names, yticklabels=class_names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix" + (" (row-normalised)" if normalize else ""))
+    size = len(class_names)
+    # Empty cells stay blank so the few errors of a good model stand out; shares in percent keep them visible.
+    labels = np.where(matrix > 0, np.vectorize(lambda v: f"{v:.1%}" if normalize else f"{v:d}")(values), "")
+    fig, ax = plt.subplots(figsize=(min(0.7 * size + 2, 24), min(0.55 * size + 1.5, 22)))
+    sns.heatmap(values, annot=labels if size <= 20 else False, fmt="", cmap="Blues", cbar=size > 20, ax=ax,
+                annot_kws={"fontsize": 9}, xticklabels=class_names, yticklabels=class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{kind}, {int(matrix.sum()):,} images")
+    fig.tight_layout()
+    return fig
+
+
+def gallery(images: np.ndarray, table: pd.DataFrame, columns: int = 8) -> Figure:
+    """The images in `table` (from `evaluation.review_table`), in its order, titled true -> predicted and confidence."""
+    labeled = "label" in table
+    if table.empty:
+        return notice("Misclassified test images", "No test image is misclassified." if labeled else "No test images.")
+    columns = min(columns, len(table))
+    rows = -(-len(table) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.65 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, table.itertuples(index=False)):
+        _show(ax, images[row.index])
+        name = f"{row.label} \u2192 {row.prediction}" if labeled else f"{row.prediction}?"
+        ax.set_title(f"{name}\n{row.confidence:.3f}", fontsize=9, color="firebrick" if labeled else "black")
+    fig.suptitle(
+        "Misclassified test images, most confident errors first (true \u2192 predicted, confidence)" if labeled
+        else "Least confident predictions first (predicted?, confidence)", fontsize=11,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(table: pd.DataFrame, ece: float | None) -> Figure:
+    """Accuracy against confidence per bin (from `evaluation.calibration_table`), with the diagonal and image counts."""
+    if table.empty:
+        return notice("Reliability diagram", NO_LABELS)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    widths = table["bin_upper"] - table["bin_lower"]
+    centres = table["bin_lower"] + widths / 2
+    top.bar(centres, table["accuracy"], width=widths, edgecolor="white", color="steelblue", label="accuracy")
+    top.bar(centres, table["confidence"] - table["accuracy"], bottom=table["accuracy"], width=widths,
+            color="firebrick", alpha=0.35, edgecolor="firebrick", label="gap to confidence")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+            title="Reliability diagram" + (f" (ECE {ece:.4f})" if ece is not None else ""))
+    top.legend(loc="upper left")
+    bottom.bar(centres, table["images"], width=widths, color="gray", edgecolor="white")
+    bottom.set(xlabel="confidence (top-1 probability)", ylabel="images", yscale="log")
+    fig.tight_layout()
+    return fig
+
+
+def confidence_histogram(probabilities: np.ndarray, labels: np.ndarray | None = None, bins: int = 40) -> Figure:
+    """Histogram of top-1 confidence (log counts), split into right and wrong predictions when labels are known."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    edges = np.linspace(0, 1, bins + 1)
+    confidence = probabilities.max(axis=1)
+    if labels is None:
+        ax.hist(confidence, bins=edges, color="steelblue", label=f"all ({len(confidence):,})")
+    else:
+        correct = probabilities.argmax(axis=1) == labels
+        ax.hist(confidence[correct], bins=edges, color="steelblue", alpha=0.7, label=f"right ({int(correct.sum()):,})")
+        ax.hist(confidence[~correct], bins=edges, color="firebrick", alpha=0.7, label=f"wrong ({int((~correct).sum()):,})")
+    ax.set(xlabel="confidence (top-1 probability)", ylabel="images", yscale="log", xlim=(0, 1),
+           title="How confident the predictions are")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
 

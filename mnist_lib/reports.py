@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import html
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -11,17 +13,64 @@ import nbformat
 from mnist_lib.paths import resolve
 
 KEY_FILES = ("metrics.json", "summary.json")
+# The lab template without the scripts it loads from a CDN: require.js always, MathJax and Mermaid unless a
+# notebook's text needs them. A report then opens complete and at once on a machine without internet.
+OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- if resources.needs_mathjax -%}{{ super() }}{%- endif -%}{%- endblock -%}
+{%- block html_head_js_mermaidjs -%}{%- if resources.needs_mermaid -%}{{ super() }}{%- endif -%}{%- endblock -%}
+"""
+# C++ runtime log lines (absl format) that TensorFlow writes to stderr at start-up in every kernel, e.g.
+# "I0000 00:00:1795253312.963809   22382 port.cc:153] oneDNN custom operations are on...": not part of a report.
+RUNTIME_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.-]+:\d+\] .*)$"
+)
+INDEX_STYLE = (
+    "body{font-family:sans-serif;max-width:64em;margin:2em auto;padding:0 1em;color:#222}"
+    "section{border-top:1px solid #ccc;padding:.5em 0;display:grid;grid-template-columns:minmax(0,1fr) auto;gap:0 2em}"
+    "section>figure{grid-column:2;grid-row:1/span 6;margin:1em 0}section>figure img{max-width:22em;max-height:16em}"
+    "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;margin:.3em 0}dt{font-weight:bold}dd{margin:0}"
+    "h2,h3,p,dl{grid-column:1}h3{margin:.6em 0 .2em;font-size:1em}.meta{color:#666}"
+)
+
+
+def _markdown_has(notebook: nbformat.NotebookNode, text: str) -> bool:
+    return any(cell.cell_type == "markdown" and text in cell.source for cell in notebook.cells)
+
+
+def without_runtime_logs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of the notebook without TensorFlow's C++ start-up log lines in its stderr outputs."""
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in output.text.splitlines(keepends=True) if not RUNTIME_LOG.match(line.rstrip("\n"))]
+                output.text = "".join(lines)
+                if not output.text.strip():
+                    continue
+            kept.append(output)
+        cell.outputs = kept
+    return notebook
 
 
 def to_html(notebook: nbformat.NotebookNode | str | Path, path: str | Path, hide_code: bool = False) -> Path:
-    """Render a notebook to one HTML file with its figures inline; `hide_code` leaves only text and outputs."""
+    """Render a notebook to one HTML file with its figures inline; `hide_code` leaves only text and outputs.
+    The page loads nothing from the network, and TensorFlow's start-up log lines are left out."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     if not isinstance(notebook, nbformat.NotebookNode):
         notebook = nbformat.read(notebook, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
+    notebook = without_runtime_logs(notebook)
+    exporter = HTMLExporter(template_name="lab", template_file="offline.html.j2",
+                            extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})])
     exporter.exclude_input = exporter.exclude_input_prompt = exporter.exclude_output_prompt = hide_code
-    body, _ = exporter.from_notebook_node(notebook)
+    needs = {"needs_mathjax": _markdown_has(notebook, "$"), "needs_mermaid": _markdown_has(notebook, "```mermaid")}
+    body, _ = exporter.from_notebook_node(notebook, resources=needs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
@@ -38,6 +87,16 @@ def title(notebook: nbformat.NotebookNode, fallback: str) -> str:
     return fallback
 
 
+def first_figure(notebook: nbformat.NotebookNode) -> str | None:
+    """The base64 PNG of the notebook's first figure, if it has one."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            png = output.get("data", {}).get("image/png")
+            if png:
+                return "".join(png).replace("\n", "")
+    return None
+
+
 def key_figures(parameters: dict) -> dict:
     """Top-level scalar figures from the metrics.json or summary.json in the run's `out_dir`."""
     out_dir = parameters.get("out_dir")
@@ -50,11 +109,31 @@ def key_figures(parameters: dict) -> dict:
 
 
 def _format(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """Floats to at most 4 decimals without trailing zeros (0.9909, 33.32, 0.001); others as they are."""
+    return f"{value:.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def _definition_list(items: dict) -> str:
     return "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(_format(v))}</dd>" for k, v in items.items())
+
+
+def _entry(path: Path, notebook: nbformat.NotebookNode, report: Path) -> str:
+    """The index section of one report: title link, run time, key figures, first figure, parameters."""
+    meta = notebook.metadata.get("papermill", {})
+    parameters = meta.get("parameters", {})
+    duration = meta.get("duration")
+    name = html.escape(title(notebook, path.stem))
+    figure = first_figure(notebook)
+    return (
+        f"<section><h2><a href=\"{html.escape(report.name)}\">{name}</a></h2>"
+        f"<p class=\"meta\">{html.escape(path.name)}"
+        + (f" &middot; ran in {duration:.1f} s" if isinstance(duration, (int, float)) else "")
+        + "</p>"
+        + (f"<figure><a href=\"{html.escape(report.name)}\"><img src=\"data:image/png;base64,{figure}\" "
+           f"alt=\"first figure of {name}\"></a></figure>" if figure else "")
+        + f"<h3>Key figures</h3><dl>{_definition_list(key_figures(parameters)) or '<dd>none</dd>'}</dl>"
+        f"<h3>Parameters</h3><dl>{_definition_list(parameters) or '<dd>defaults</dd>'}</dl></section>"
+    )
 
 
 def build(notebook_paths: list[str | Path], out_dir: str | Path, hide_code: bool = False) -> Path:
@@ -64,24 +143,13 @@ def build(notebook_paths: list[str | Path], out_dir: str | Path, hide_code: bool
     for path in map(Path, notebook_paths):
         notebook = nbformat.read(path, as_version=4)
         report = to_html(notebook, out_dir / f"{path.stem}.html", hide_code)
-        meta = notebook.metadata.get("papermill", {})
-        parameters = meta.get("parameters", {})
-        duration = meta.get("duration")
-        entries.append(
-            f"<section><h2><a href=\"{html.escape(report.name)}\">{html.escape(title(notebook, path.stem))}</a></h2>"
-            f"<p class=\"meta\">{html.escape(path.name)}"
-            + (f" &middot; ran in {duration:.1f} s" if isinstance(duration, (int, float)) else "")
-            + "</p>"
-            f"<h3>Key figures</h3><dl>{_definition_list(key_figures(parameters)) or '<dd>none</dd>'}</dl>"
-            f"<h3>Parameters</h3><dl>{_definition_list(parameters) or '<dd>defaults</dd>'}</dl></section>"
-        )
+        entries.append(_entry(path, notebook, report))
     index = out_dir / "index.html"
     index.write_text(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MNIST pipeline reports</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "section{border-top:1px solid #ccc;padding:.5em 0}dl{display:grid;grid-template-columns:max-content auto;"
-        "gap:.2em 1em}dt{font-weight:bold}dd{margin:0}.meta{color:#666}</style></head><body>"
-        "<h1>MNIST pipeline reports</h1><p>One report per executed notebook, in pipeline order.</p>"
+        f"<style>{INDEX_STYLE}</style></head><body>"
+        "<h1>MNIST pipeline reports</h1><p>One report per executed notebook, in pipeline order"
+        + (", code hidden" if hide_code else "") + ".</p>"
         + "".join(entries) + "</body></html>\n",
         encoding="utf-8",
     )

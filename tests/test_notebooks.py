@@ -23,7 +23,7 @@ def test_all_notebooks_run_under_nbval_on_tiny_data(tiny_mnist, tmp_path):
         "02_split": {"data_format": "idx", "data_dir": str(data_dir), "out_dir": str(work / "split")},
         "03_train": {"split_dir": str(work / "split"), "out_dir": str(work / "train"), "epochs": 1, "batch_size": 32},
         "04_evaluate": {"split_dir": str(work / "split"), "model_path": str(work / "train" / "model.keras"),
-                        "out_dir": str(work / "evaluate")},
+                        "train_summary": str(work / "train" / "summary.json"), "out_dir": str(work / "evaluate")},
     }
     prepared = []
     for name, values in plan.items():
@@ -43,6 +43,7 @@ def test_all_notebooks_run_under_nbval_on_tiny_data(tiny_mnist, tmp_path):
 
     metrics = json.loads((work / "evaluate" / "metrics.json").read_text())
     assert metrics["n_test"] == 100
-    assert {"test_accuracy", "test_loss", "error_rate", "n_errors"} <= set(metrics)
-    for figure in ("eda/samples.png", "eda/pca.png", "split/class_counts.png", "train/curves.png", "evaluate/confusion.png"):
+    assert {"test_accuracy", "test_loss", "error_rate", "n_errors", "macro_f1", "ece"} <= set(metrics)
+    for figure in ("eda/samples.png", "eda/pca.png", "split/class_counts.png", "train/curves.png", "evaluate/confusion.png",
+                   "evaluate/gallery.png", "evaluate/reliability.png"):
         assert (work / figure).stat().st_size > 1000, figure

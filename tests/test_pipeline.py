@@ -97,6 +97,8 @@ def test_repro_runs_every_stage_and_writes_the_promised_outputs(repo):
     metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
     assert metrics["n_test"] == 100 and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["error_rate"] == pytest.approx(1 - metrics["test_accuracy"])
+    assert metrics["model"] == "cnn_small" and metrics["seed"] == 42 and 0.0 <= metrics["ece"] <= 1.0
+    assert "<dt>n_errors</dt>" in index and "<dt>macro_f1</dt>" in index
     assert (out / "train" / "model.keras").is_file()
     FIRST_RUN.update(model=sha256(out / "train" / "model.keras"), metrics=sha256(out / "evaluate" / "metrics.json"))
 
@@ -114,20 +116,28 @@ def test_dvc_metrics_and_plots_read_the_outputs(repo):
     sh(["dvc", "plots", "show", "-o", "plots_html"], repo)
     page = (repo / "plots_html" / "index.html").read_text()
     assert "Loss" in page and "Accuracy" in page and "Confusion matrix" in page
+    assert "Confusion matrix, row-normalised" in page and "Calibration" in page and "gallery.png" in page
 
 
 def test_changing_train_params_reruns_train_evaluate_report_only(repo):
+    sh(["git", "add", "dvc.lock"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first run"], repo)
     set_params(repo, "train", batch_size=32)
     done = sh(["dvc", "repro"], repo)
     assert ran(done.stdout) == ["train", "evaluate", "report"]
+    # `dvc metrics diff` shows what the change did against the committed run.
+    diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo).stdout)["outputs/evaluate/metrics.json"]
+    assert diff["test_loss"]["old"] != diff["test_loss"]["new"]
+    assert diff["test_loss"]["diff"] == pytest.approx(diff["test_loss"]["new"] - diff["test_loss"]["old"])
 
 
 def test_a_failing_stage_keeps_its_lock_entry_and_the_fix_restores_the_last_good_outputs(repo):
     lock = lambda: yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["evaluate"]  # noqa: E731
     entry, metrics = lock(), (repo / "outputs" / "evaluate" / "metrics.json").read_bytes()
     notebook = repo / "notebooks" / "04_evaluate.py"
-    good = notebook.read_text()
-    notebook.write_text(good.replace("metrics = evaluation.summarize(", "raise RuntimeError('injected fault')\nmetrics = evaluation.summarize(", 1))
+    good, marker = notebook.read_text(), "metrics = evaluation.metrics("
+    assert marker in good
+    notebook.write_text(good.replace(marker, f"raise RuntimeError('injected fault')\n{marker}", 1))
     failed = sh(["dvc", "repro"], repo, check=False)
     assert failed.returncode != 0
     assert ran(failed.stdout) == ["evaluate"] and "RuntimeError: injected fault" in failed.stderr

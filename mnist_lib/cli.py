@@ -100,7 +100,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mnist_lib.predict import predict_files
 
     names = [name.strip() for name in args.classes.split(",")] if args.classes else None
-    model = load_model(args.model)
+    model = load_model(args.model, args.sha256)
     results = predict_files(model, args.images, names, top=args.top, invert=args.invert, center=not args.no_center,
                             batch_size=args.batch_size)
     if args.json:
@@ -167,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-center", action="store_true",
                          help="only resize; by default a one-channel digit is cropped, fitted and centred as in MNIST")
     predict.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
+    predict.add_argument("--sha256", help="the model file's SHA-256, for a model without the record training writes")
     predict.set_defaults(handler=_predict)
     return top
 

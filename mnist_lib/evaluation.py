@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mnist_lib import params
+from mnist_lib import modelfile, params
 from mnist_lib.datasets import Dataset
 
 EPSILON = 1e-7  # probabilities are clipped like Keras' cross-entropy does
@@ -34,11 +34,10 @@ class EvaluateConfig:
         params.require_int("gallery_size", self.gallery_size, minimum=0, maximum=1000)
 
 
-def load_model(path: str | Path) -> keras.Model:
-    """Load a `.keras` model in safe mode (no code from the file), only if it matches the SHA-256 training recorded."""
-    from mnist_lib import modelfile  # the file must match the SHA-256 that training recorded beside it
-
-    return modelfile.load_model(path)
+def load_model(path: str | Path, expected_sha256: str | None = None) -> keras.Model:
+    """Load a `.keras` model in safe mode (no code from the file), only if it matches the SHA-256 training recorded
+    (or `expected_sha256`, for a model from elsewhere)."""
+    return modelfile.load_model(path, expected_sha256)
 
 
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

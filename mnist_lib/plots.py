@@ -214,10 +214,11 @@ def metric_vs_parameters(table: pd.DataFrame, swept: list[str], metrics: list[st
         sns.pointplot(data=long, x=name, y="value", hue="metric", dodge=0.4, errorbar=None, markers="_",
                       linestyles="none", ax=ax, legend=False)
         ax.set(title=f"by {name}", ylabel="")
-        ax.get_legend().remove()
+        if ax.get_legend():
+            ax.get_legend().remove()
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles[: len(metrics)], labels[: len(metrics)], loc="lower center", ncol=len(metrics), frameon=False)
-    fig.suptitle("Finished runs by swept parameter (dash: mean)")
+    fig.suptitle(f"Finished runs by swept parameter (dash: mean), {len(done)} of {len(table)} runs")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 

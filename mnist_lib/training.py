@@ -79,6 +79,13 @@ def environment() -> dict:
     }
 
 
+def write_environment(path: str | Path) -> dict:
+    """Write `environment()` as JSON beside a result (versions, determinism, threads) and return it."""
+    settings = environment()
+    Path(path).write_text(json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
 def input_pipeline(data: Dataset, batch_size: int) -> tf.data.Dataset:
     """Batches of (float32 pixels in 0..255, labels) from uint8 arrays, in order; scaling happens inside the model."""
     pipeline = tf.data.Dataset.from_tensor_slices((data.images, data.labels)).batch(batch_size)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from conftest import REPO, draw_digits
-from mnist_lib import models, notebooks, split
+from mnist_lib import modelfile, models, notebooks, split
 from mnist_lib.datasets import Dataset
 
 DIGITS = tuple("0123456789")
@@ -44,7 +44,7 @@ def write_case(folder: Path, test: Dataset, model_name: str = "mlp", seed: int =
     split.save_split(split_dir, "test", test)
     keras.utils.set_random_seed(seed)
     net = models.build_model(model_name, test.image_shape, test.num_classes)
-    net.save(train_dir / "model.keras")
+    modelfile.save_model(net, train_dir / "model.keras")
     summary = {"config": {"model": model_name, "seed": seed}, "parameters": net.count_params()}
     (train_dir / "summary.json").write_text(json.dumps(summary))
     return {"split_dir": str(split_dir), "model_path": str(train_dir / "model.keras"),

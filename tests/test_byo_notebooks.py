@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +23,7 @@ def run_stages(work, data: dict, through_eda: bool = False) -> None:
         "02_split": {**data, "out_dir": work / "split"},
         "03_train": {"split_dir": work / "split", "out_dir": work / "train", "epochs": 1, "batch_size": 32},
         "04_evaluate": {"split_dir": work / "split", "model_path": work / "train" / "model.keras",
-                        "out_dir": work / "evaluate"},
+                        "train_summary": work / "train" / "summary.json", "out_dir": work / "evaluate"},
     }
     if through_eda:
         plan = {"01_eda": {**data, "out_dir": work / "eda", "sample_size": 100}, **plan}
@@ -70,6 +72,8 @@ def test_a_three_class_32x32_rgb_folder_runs_every_notebook(tmp_path):
 
     metrics = json.loads((work / "evaluate" / "metrics.json").read_text())
     assert metrics["n_test"] == 30 and set(metrics["per_class_accuracy"]) == set(SHAPES)
+    recorded = json.loads((work / "evaluate" / "environment.json").read_text())
+    assert recorded["keras"] == keras.__version__ and recorded["cpu_count"] == os.cpu_count()
     predictions = pd.read_csv(work / "evaluate" / "predictions.csv")
     assert [column for column in predictions if column.startswith("p_")] == [f"p_{name}" for name in SHAPES]
     assert set(predictions["label"]) <= set(SHAPES) and predictions["source"].str.startswith("test/").all()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -252,7 +251,7 @@ def test_metrics_json_agrees_with_the_predictions(labeled_run):
     assert metrics["n_test"] == len(table) == 120 and metrics["n_errors"] == (~right).sum()
     assert metrics["test_accuracy"] == pytest.approx(right.mean())
     assert metrics["labeled"] is True and metrics["model"] == "cnn_small" and metrics["seed"] == 7
-    assert metrics["parameters"] == keras.saving.load_model(labeled_run.parent / "train" / "model.keras").count_params()
+    assert metrics["parameters"] == evaluation.load_model(labeled_run.parent / "train" / "model.keras").count_params()
     probabilities = table[[f"p_{d}" for d in range(10)]].to_numpy()
     labels = table["label"].astype(int).to_numpy()
     assert metrics["ece"] == pytest.approx(evaluation.summarize(labels, probabilities, tuple("0123456789"))["ece"], abs=1e-4)
@@ -319,7 +318,7 @@ def test_an_unlabeled_split_gets_a_kaggle_submission_and_label_free_metrics(tmp_
     assert submission["ImageId"].tolist() == list(range(1, 51))
     assert submission["Label"].tolist() == table["prediction"].tolist()
     metrics = json.loads((out / "metrics.json").read_text())
-    net = keras.saving.load_model(case["model_path"])
+    net = evaluation.load_model(case["model_path"])
     assert metrics == {"labeled": False, "n_test": 50, "model": "mlp", "seed": 5, "parameters": net.count_params()}
     assert pd.read_csv(out / "per_class.csv")["predicted"].sum() == 50
     assert pd.read_csv(out / "confused_pairs.csv").empty

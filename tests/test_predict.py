@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import draw_digits
-from mnist_lib import models, predict
+from mnist_lib import modelfile, models, predict
 
 SHAPE = (28, 28, 1)
 
@@ -34,7 +34,7 @@ def digit_model(tmp_path_factory) -> Path:
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     net.fit(inputs, labels, epochs=15, batch_size=32, verbose=0)
     path = tmp_path_factory.mktemp("model") / "digits.keras"
-    net.save(path)
+    modelfile.save_model(net, path)
     return path
 
 
@@ -118,7 +118,7 @@ def test_files_of_any_size_format_and_polarity_are_predicted_as_their_digits(dig
             path = tmp_path / f"{index}.png"
             Image.merge("LA", (picture, Image.new("L", picture.size, 255))).resize((56, 56)).save(path)
         paths.append(path)
-    results = predict.predict_files(keras.saving.load_model(digit_model), paths)
+    results = predict.predict_files(modelfile.load_model(digit_model), paths)
     assert [r.error for r in results] == [None] * len(paths)
     assert all(r.inverted is inverted for r in results)
     accuracy = np.mean([r.prediction == str(label) for r, label in zip(results, labels)])
@@ -131,7 +131,7 @@ def test_unreadable_files_get_an_error_naming_them_and_the_others_are_predicted(
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
     (tmp_path / "empty.jpg").write_bytes(b"")
     files = [tmp_path / "broken.png", tmp_path / "good.png", tmp_path / "missing.png", tmp_path / "empty.jpg"]
-    results = predict.predict_files(keras.saving.load_model(digit_model), files, top=3)
+    results = predict.predict_files(modelfile.load_model(digit_model), files, top=3)
     assert [r.file for r in results] == [str(f) for f in files]
     assert results[1].error is None and len(results[1].top) == 3
     assert "broken.png: cannot read it as an image" in results[0].error
@@ -141,14 +141,14 @@ def test_unreadable_files_get_an_error_naming_them_and_the_others_are_predicted(
 
 def test_top_k_lists_distinct_classes_most_probable_first(digit_model, unseen, tmp_path):
     Image.fromarray(unseen[0][1]).save(tmp_path / "d.png")
-    (result,) = predict.predict_files(keras.saving.load_model(digit_model), [tmp_path / "d.png"], top=10)
+    (result,) = predict.predict_files(modelfile.load_model(digit_model), [tmp_path / "d.png"], top=10)
     probabilities = [p for _, p in result.top]
     assert sorted(name for name, _ in result.top) == list("0123456789")
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_top_beyond_the_class_count_and_wrong_class_names_are_refused(digit_model):
-    net = keras.saving.load_model(digit_model)
+    net = modelfile.load_model(digit_model)
     with pytest.raises(ValueError, match="top must be between 1 and 10"):
         predict.predict_files(net, [], top=11)
     with pytest.raises(ValueError, match="the model predicts 10 classes but 3 class names were given"):
@@ -181,7 +181,7 @@ def test_cli_json_output_equals_the_library_function(digit_model, unseen, tmp_pa
     done = mnist("predict", str(digit_model), *map(str, files), "--json", "--top", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     printed = json.loads(done.stdout)
-    expected = predict.predict_files(keras.saving.load_model(digit_model), files, top=2)
+    expected = predict.predict_files(modelfile.load_model(digit_model), files, top=2)
     assert [entry["file"] for entry in printed] == [str(f) for f in files]
     for entry, result in zip(printed, expected):
         assert entry["prediction"] == result.prediction and entry["error"] is None
@@ -192,7 +192,7 @@ def test_cli_json_output_equals_the_library_function(digit_model, unseen, tmp_pa
 @pytest.mark.slow
 def test_cli_names_classes_of_an_rgb_model(tmp_path):
     net = models.build_model("baseline", (32, 32, 3), 3)
-    net.save(tmp_path / "rgb.keras")
+    modelfile.save_model(net, tmp_path / "rgb.keras")
     Image.fromarray(np.full((50, 70, 3), (20, 200, 40), np.uint8)).save(tmp_path / "green.jpg")
     done = mnist("predict", str(tmp_path / "rgb.keras"), str(tmp_path / "green.jpg"), "--classes", "cat,dog,owl",
                  "--top", "3", "--json")
@@ -205,10 +205,23 @@ def test_cli_names_classes_of_an_rgb_model(tmp_path):
 def test_cli_refuses_a_model_that_would_run_code_and_a_missing_model(tmp_path):
     inputs = keras.Input(SHAPE)
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
-    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    modelfile.save_model(keras.Model(inputs, outputs), tmp_path / "lambda.keras")
     Image.new("L", (28, 28)).save(tmp_path / "x.png")
     done = mnist("predict", str(tmp_path / "lambda.keras"), str(tmp_path / "x.png"))
     assert done.returncode == 1 and done.stdout == ""
-    assert "Lambda" in done.stderr and "safe_mode" in done.stderr
+    assert "Lambda" in done.stderr and "refused to load it in safe mode" in done.stderr
     missing = mnist("predict", str(tmp_path / "nothing.keras"), str(tmp_path / "x.png"))
     assert missing.returncode == 1 and "nothing.keras does not exist" in missing.stderr
+
+
+@pytest.mark.slow
+def test_cli_takes_a_model_without_a_record_only_with_its_hash_given(digit_model, tmp_path):
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(digit_model.read_bytes())  # no .sha256 beside it
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    refused = mnist("predict", str(bare), str(tmp_path / "x.png"))
+    assert refused.returncode == 1 and "no recorded SHA-256" in refused.stderr
+    wrong = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", "0" * 64)
+    assert wrong.returncode == 1 and "SHA-256" in wrong.stderr
+    given = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", modelfile.sha256_of(bare))
+    assert given.returncode == 0 and given.stdout.startswith(str(tmp_path / "x.png")), given.stderr[-2000:]

@@ -24,7 +24,8 @@ CHAIN = [
     {"notebook": "notebooks/03_train.py", "parameter_files": ["params/train.yaml"],
      "paths": {"split_dir": "SPLIT", "out_dir": "{run}/train"}},
     {"notebook": "notebooks/04_evaluate.py", "parameter_files": ["params/evaluate.yaml"],
-     "paths": {"split_dir": "SPLIT", "model_path": "{run}/train/model.keras", "out_dir": "{run}/evaluate"}},
+     "paths": {"split_dir": "SPLIT", "model_path": "{run}/train/model.keras",
+               "train_summary": "{run}/train/summary.json", "out_dir": "{run}/evaluate"}},
 ]
 
 

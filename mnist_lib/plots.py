@@ -149,12 +149,16 @@ def gallery(images: np.ndarray, table: pd.DataFrame, columns: int = 8) -> Figure
         return notice("Misclassified test images", "No test image is misclassified." if labeled else "No test images.")
     columns = min(columns, len(table))
     rows = -(-len(table) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.65 * rows + 0.6), squeeze=False)
+    longest = max(len(str(name)) for name in table["prediction"].tolist() + table.get("label", pd.Series()).tolist())
+    wide = longest > 4  # long class names go on lines of their own so neighbouring titles do not overlap
+    width = max(1.35, 0.09 * longest + 0.4)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, (2.1 if wide else 1.65) * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, table.itertuples(index=False)):
         _show(ax, images[row.index])
-        name = f"{row.label} \u2192 {row.prediction}" if labeled else f"{row.prediction}?"
+        arrow = "\n\u2192 " if wide else " \u2192 "
+        name = f"{row.label}{arrow}{row.prediction}" if labeled else f"{row.prediction}?"
         ax.set_title(f"{name}\n{row.confidence:.3f}", fontsize=9, color="firebrick" if labeled else "black")
     fig.suptitle(
         "Misclassified test images, most confident errors first (true \u2192 predicted, confidence)" if labeled

@@ -18,6 +18,15 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else image
 
 
+def _fit_class_ticks(ax: plt.Axes) -> None:
+    """Slant class names on the x axis when they would run into each other."""
+    labels = [label.get_text() for label in ax.get_xticklabels()]
+    if sum(len(label) + 2 for label in labels) * 0.075 > ax.get_window_extent().width / ax.figure.dpi:
+        ax.tick_params(axis="x", labelrotation=40)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+
+
 def sample_grid(data: Dataset, rows: int = 4, columns: int = 8, seed: int = 0) -> Figure:
     """A grid of random images titled with their labels."""
     rng = np.random.default_rng(seed)
@@ -40,6 +49,7 @@ def class_distribution(data: Dataset) -> Figure:
     names = pd.Categorical([data.class_names[i] for i in data.labels], categories=list(data.class_names))
     sns.countplot(x=names, ax=ax, color="steelblue")
     ax.set(xlabel="class", ylabel="images", title=f"Class distribution ({len(data):,} images)")
+    _fit_class_ticks(ax)
     fig.tight_layout()
     return fig
 
@@ -89,6 +99,8 @@ def split_counts(counts: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(9, 3.5))
     sns.barplot(data=long, x="class", y="images", hue="split", ax=ax)
     ax.set(title="Images per class in each split")
+    ax.legend(title="split", bbox_to_anchor=(1.01, 1), loc="upper left")
+    _fit_class_ticks(ax)
     fig.tight_layout()
     return fig
 

@@ -16,6 +16,7 @@ from mnist_lib.records import Dataset, DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MODES = {1: "L", 3: "RGB"}  # channels -> Pillow mode
+READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises on a bad file
 PARALLEL_MIN_FILES = 2000  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 8
 
@@ -34,7 +35,7 @@ def read_image(path: str | Path, size: int, channels: int) -> np.ndarray:
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
             array = np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except READ_ERRORS as err:
         raise DatasetError(f"{path}: not a readable image ({err})") from err
     return array.reshape(size, size, channels)
 
@@ -98,20 +99,21 @@ def read_class_folders(root: Path, base: Path, size: int, channels: int, skip_ba
         if unknown:
             raise DatasetError(f"{root / unknown[0]}: class {unknown[0]!r} is in the test set but not among the "
                                f"training classes ({', '.join(class_names)})")
+    numbering = class_names or names  # a test set uses the training classes' numbers
     paths, labels = [], []
     for folder in folders:
         files = _image_files(folder)
         if not files:
             raise DatasetError(f"{folder}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} files); add images or remove it")
         paths += files
-        labels += [(class_names or names).index(folder.name)] * len(files)
+        labels += [numbering.index(folder.name)] * len(files)
     images, kept = decode_all(paths, size, channels, skip_bad_images)
     kept_labels = np.asarray(labels, dtype=np.int64)[kept]
-    empty = [name for index, name in enumerate(names) if not (kept_labels == (class_names or names).index(name)).any()]
+    empty = [name for name in names if not (kept_labels == numbering.index(name)).any()]
     if empty:
         raise DatasetError(f"{root / empty[0]}: every image of class {empty[0]!r} was unreadable")
     sources = tuple(paths[index].relative_to(base).as_posix() for index in kept)
-    return Dataset(images, kept_labels, class_names or names, sources)
+    return Dataset(images, kept_labels, numbering, sources)
 
 
 def read_flat_folder(folder: Path, base: Path, size: int, channels: int, skip_bad_images: bool,

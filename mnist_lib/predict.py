@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from mnist_lib.images import READ_ERRORS
+
 INVERT_CHOICES = ("auto", "yes", "no")
 DIGIT_BOX = 20 / 28  # MNIST fits each digit in a 20x20 box of its 28x28 image, centred by mass
 INK_LEVEL = 0.25  # after stretching the contrast, pixels above this share of full ink count as the digit
 MIN_CONTRAST = 8  # grey levels between background and the brightest pixel; less is a blank image
-READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)

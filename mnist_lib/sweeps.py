@@ -282,7 +282,7 @@ def _scalars(path: Path, prefix: str) -> Iterator[tuple[str, Any]]:
     except (OSError, ValueError):
         return
     for key, value in data.items():
-        if isinstance(value, (int, float, str, bool)) and not isinstance(value, bool):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             yield f"{prefix}.{key}", value
 
 

@@ -127,10 +127,10 @@ def summarize(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[
     predictions = probabilities.argmax(axis=1)
     correct = predictions == labels
     picked = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1.0)
-    report = per_class_report(labels, predictions, class_names).dropna()
-    per_class = {
-        name: float(correct[labels == index].mean()) if (labels == index).any() else None
-        for index, name in enumerate(class_names)
+    full = per_class_report(labels, predictions, class_names)
+    report = full.dropna()
+    per_class = {  # a class's accuracy is its recall
+        name: float(row.recall) if row.support else None for name, row in full.iterrows()
     }
     return {
         "test_accuracy": float(correct.mean()),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import zipfile
@@ -10,21 +9,14 @@ from pathlib import Path
 
 import keras
 
+from mnist_lib.fetch import sha256_file
+
 SIDECAR_SUFFIX = ".sha256"  # model.keras -> model.keras.sha256, in `sha256sum` format
 RETRAIN = "retrain it (`dvc repro train`) or restore the tracked one (`dvc checkout outputs/train`)"
 
 
 class ModelFileError(ValueError):
     """A model file that is refused: missing record, wrong hash, or content that would run code."""
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -40,7 +32,7 @@ def save_model(model: keras.Model, path: str | Path) -> str:
         raise ValueError(f"{path}: a model file must end in .keras")
     partial = path.with_name(f".{path.stem}.partial.keras")
     model.save(partial)
-    digest = sha256_of(partial)  # after saving: a .keras embeds its save time, so only this file has this hash
+    digest = sha256_file(partial)  # after saving: a .keras embeds its save time, so only this file has this hash
     os.replace(partial, path)
     record = sidecar_path(path)
     partial_record = record.with_name(f".{record.name}.partial")
@@ -70,7 +62,7 @@ def verify(path: str | Path, expected_sha256: str | None = None) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the train stage first (`dvc repro train`)")
     expected = (expected_sha256 or recorded_sha256(path)).lower()
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         source = "given" if expected_sha256 else f"recorded in {sidecar_path(path).name}"
         raise ModelFileError(

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import REPO
 from mnist_lib import evaluation, models
-from mnist_lib.modelfile import ModelFileError, load_model, recorded_sha256, save_model, sha256_of, sidecar_path
+from mnist_lib.fetch import sha256_file
+from mnist_lib.modelfile import ModelFileError, load_model, recorded_sha256, save_model, sidecar_path
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.uint8)
 
@@ -50,7 +51,7 @@ def craft(source: Path, target: Path, change_config) -> Path:
 
 def test_save_records_the_sha256_of_the_exact_file_written(saved):
     path, digest, _ = saved
-    assert digest == sha256_of(path) == recorded_sha256(path)
+    assert digest == sha256_file(path) == recorded_sha256(path)
     assert sidecar_path(path).read_text() == f"{digest}  model.keras\n"  # `sha256sum -c` format
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.keras", "model.keras.sha256"]  # no partial files
 
@@ -105,7 +106,7 @@ def test_a_file_that_is_not_a_keras_archive_is_refused_clearly(tmp_path):
     path = tmp_path / "model.keras"
     path.write_bytes(b"PK\x03\x04 truncated, not a zip")
     with pytest.raises(ModelFileError, match=re.escape(str(path)) + ": Keras refused to load it"):
-        load_model(path, expected_sha256=sha256_of(path))
+        load_model(path, expected_sha256=sha256_file(path))
 
 
 def test_a_lambda_layer_is_refused_even_with_the_right_hash(tmp_path):
@@ -157,7 +158,7 @@ def test_a_config_naming_code_outside_keras_is_refused_and_nothing_runs(saved, t
     marker = tmp_path / "marker"
     crafted = craft(path, tmp_path / "crafted.keras", change(marker))
     with pytest.raises(ModelFileError, match=re.escape(str(crafted)) + ": Keras refused to load it in safe mode"):
-        load_model(crafted, expected_sha256=sha256_of(crafted))  # the hash is right: only safe mode stands in the way
+        load_model(crafted, expected_sha256=sha256_file(crafted))  # the hash is right: only safe mode stands in the way
     assert not marker.exists()
 
 

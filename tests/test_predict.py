@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import draw_digits
 from mnist_lib import modelfile, models, predict
+from mnist_lib.fetch import sha256_file
 
 SHAPE = (28, 28, 1)
 
@@ -223,5 +224,5 @@ def test_cli_takes_a_model_without_a_record_only_with_its_hash_given(digit_model
     assert refused.returncode == 1 and "no recorded SHA-256" in refused.stderr
     wrong = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", "0" * 64)
     assert wrong.returncode == 1 and "SHA-256" in wrong.stderr
-    given = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", modelfile.sha256_of(bare))
+    given = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", sha256_file(bare))
     assert given.returncode == 0 and given.stdout.startswith(str(tmp_path / "x.png")), given.stderr[-2000:]

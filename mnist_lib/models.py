@@ -31,8 +31,37 @@ def check_model_name(name: str) -> str:
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> keras.Model:
     """Build registered model `name` for images of `input_shape` and `num_classes` classes."""
     model = MODELS[check_model_name(name)](tuple(input_shape), num_classes, **options)
+    if keras.mixed_precision.global_policy().compute_dtype != "float32":  # mixed precision: float32 softmax out
+        model = keras.Model(model.inputs, layers.Activation("linear", dtype="float32", name="float32_out")(model.outputs[0]))
     model.name = name
     return model
+
+
+# One-pixel shifts (rows, columns) for test-time augmentation, each done by zero padding then cropping.
+TTA_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def _shifted(x: keras.KerasTensor, rows: int, columns: int) -> keras.KerasTensor:
+    if (rows, columns) == (0, 0):
+        return x
+    padded = layers.ZeroPadding2D(1)(x)
+    return layers.Cropping2D(((1 - rows, 1 + rows), (1 - columns, 1 + columns)))(padded)
+
+
+def combine(members: list[keras.Model], input_shape: tuple[int, int, int], tta: bool = False) -> keras.Model:
+    """One model that averages the members' softmax outputs, each over the input and, with `tta`, its copies
+    shifted by one pixel up, down, left and right. Built from standard layers only, so it saves and loads in
+    safe mode like any registry model. A single member without `tta` is returned as it is."""
+    if len(members) == 1 and not tta:
+        return members[0]
+    if len(members) > 1:
+        for index, member in enumerate(members):
+            member.name = f"member{index}_{member.name}"
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    views = [_shifted(inputs, *shift) for shift in (TTA_SHIFTS if tta else TTA_SHIFTS[:1])]
+    outputs = [member(view) for member in members for view in views]
+    name = f"ensemble{len(members)}" if len(members) > 1 else members[0].name
+    return keras.Model(inputs, layers.Average(name="average")(outputs), name=f"{name}_tta" if tta else name)
 
 
 def _scaled_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -84,6 +113,26 @@ def cnn_small(input_shape, num_classes) -> keras.Model:
         layers.Dense(64, activation="relu"),
         layers.Dense(num_classes, activation="softmax"),
     ])
+
+
+def _conv_bn(x: keras.KerasTensor, filters: int, size: int, strides: int = 1, padding: str = "valid") -> keras.KerasTensor:
+    x = layers.Conv2D(filters, size, strides=strides, padding=padding, use_bias=False)(x)
+    return layers.ReLU()(layers.BatchNormalization()(x))
+
+
+@register("cnn_strong")
+def cnn_strong(input_shape, num_classes, dropout: float = 0.4) -> keras.Model:
+    """The default: two stages of 3x3, 3x3, then a strided 5x5 convolution (32 then 64 filters), each
+    convolution batch-normalised, dropout after each stage, and a 4x4 convolution to 128 features."""
+    inputs, x = _scaled_input(input_shape)
+    for filters in (32, 64):
+        x = _conv_bn(x, filters, 3)
+        x = _conv_bn(x, filters, 3)
+        x = _conv_bn(x, filters, 5, strides=2, padding="same")
+        x = layers.Dropout(dropout)(x)
+    x = _conv_bn(x, 128, min(4, *x.shape[1:3]))
+    x = layers.Dropout(dropout)(layers.Flatten()(x))
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
 
 
 @register("cnn_kaggle")

@@ -106,14 +106,36 @@ def split_counts(counts: pd.DataFrame) -> Figure:
 
 
 def learning_curves(history: pd.DataFrame) -> Figure:
-    """Loss and accuracy per epoch, training vs validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    epochs = history["epoch"] + 1
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, history[metric], marker="o", label="training")
-        ax.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
-        ax.set(title=metric.capitalize(), xlabel="epoch")
-        ax.legend()
+    """Loss and accuracy per epoch, training vs validation (each ensemble member's, when there is a `member`
+    column), and the learning rate when it was logged."""
+    panels = ("loss", "accuracy") + (("learning_rate",) if "learning_rate" in history else ())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8))
+    groups = history.groupby("member") if "member" in history else [(None, history)]
+    for member, rows in groups:
+        epochs = rows["epoch"] + 1
+        tag = "" if member is None else f" (member {member})"
+        for ax, metric in zip(axes, panels[:2]):
+            ax.plot(epochs, rows[metric], marker="o", label=f"training{tag}")
+            ax.plot(epochs, rows[f"val_{metric}"], marker="o", label=f"validation{tag}")
+        if len(panels) == 3:
+            axes[2].plot(epochs, rows["learning_rate"], marker="o", label=f"end of epoch{tag}")
+    for ax, metric in zip(axes, ("Loss", "Accuracy", "Learning rate")):
+        ax.set(title=metric, xlabel="epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_grid(examples: np.ndarray) -> Figure:
+    """Rows of (original, augmented copies...) images, as `training.augmentation_examples` returns them."""
+    rows, columns = examples.shape[:2]
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
+    for row in range(rows):
+        for column in range(columns):
+            _show(axes[row, column], examples[row, column])
+    axes[0, 0].set_title("original", fontsize=9)
+    for column in range(1, columns):
+        axes[0, column].set_title(f"augmented {column}", fontsize=9)
     fig.tight_layout()
     return fig
 

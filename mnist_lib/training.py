@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,12 +18,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mnist_lib import params
+from mnist_lib import models, params, split
 from mnist_lib.datasets import Dataset
-from mnist_lib.models import check_model_name
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")  # set by `mnist sweep`
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+SCHEDULES = ("constant", "exponential", "cosine", "one_cycle")
+PRECISIONS = ("float32", "mixed")
+ACTIVATIONS = ("relu", "softmax", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,20 @@ class TrainConfig:
     seed: int
     patience: int = 0
     restore_best_weights: bool = True
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.9
+    warmup_fraction: float = 0.25
+    label_smoothing: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
+    shift: float = 0.0
+    ensemble_size: int = 1
+    tta: bool = False
+    hidden_activation: str = "relu"
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
-        check_model_name(params.require_str("model", self.model))
+        models.check_model_name(params.require_str("model", self.model))
         params.require_int("epochs", self.epochs, minimum=1, maximum=10_000)
         params.require_int("batch_size", self.batch_size, minimum=1, maximum=65_536)
         params.require_float("learning_rate", self.learning_rate, minimum=0.0, maximum=10.0, inclusive=False)
@@ -47,6 +61,26 @@ class TrainConfig:
         params.require_int("seed", self.seed, minimum=0, maximum=2**31 - 1)
         params.require_int("patience", self.patience, minimum=0)
         params.require_bool("restore_best_weights", self.restore_best_weights)
+        params.require_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        params.require_float("lr_decay", self.lr_decay, minimum=0.0, maximum=1.0)
+        params.require_float("warmup_fraction", self.warmup_fraction, minimum=0.0, maximum=1.0, inclusive=False)
+        params.require_float("label_smoothing", self.label_smoothing, minimum=0.0, maximum=0.5)
+        params.require_float("rotation", self.rotation, minimum=0.0, maximum=180.0)
+        params.require_float("zoom", self.zoom, minimum=0.0, maximum=1.0)
+        params.require_float("shift", self.shift, minimum=0.0, maximum=1.0)
+        params.require_int("ensemble_size", self.ensemble_size, minimum=1, maximum=100)
+        params.require_bool("tta", self.tta)
+        params.require_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
+        params.require_choice("precision", self.precision, PRECISIONS)
+
+    @property
+    def augments(self) -> bool:
+        """Whether training images are randomly rotated, zoomed or shifted."""
+        return bool(self.rotation or self.zoom or self.shift)
+
+    def model_options(self) -> dict:
+        """Builder options this configuration sets for its model (the mlp's hidden activation)."""
+        return {"hidden_activation": self.hidden_activation} if self.model == "mlp" else {}
 
 
 def set_determinism(seed: int) -> None:
@@ -87,48 +121,142 @@ def write_environment(path: str | Path) -> dict:
 
 
 def input_pipeline(data: Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batches of (float32 pixels in 0..255, labels) from uint8 arrays, in order; scaling happens inside the model."""
+    """Batches of (float32 pixels in 0..255, one-hot labels) from uint8 arrays, in order; the model scales."""
     pipeline = tf.data.Dataset.from_tensor_slices((data.images, data.labels)).batch(batch_size)
-    pipeline = pipeline.map(lambda images, labels: (tf.cast(images, tf.float32), labels), num_parallel_calls=tf.data.AUTOTUNE)
-    return pipeline.prefetch(tf.data.AUTOTUNE)
-
-
-def training_batches(data: Dataset, batch_size: int, seed: int, first_epoch: int, epochs: int) -> tf.data.Dataset:
-    """Shuffled batches of epochs `first_epoch`..`epochs - 1`, one after another. Epoch e's order depends on
-    (seed, e) only, so a run resumed at epoch e sees the batches an uninterrupted run would have seen."""
-    images, labels = tf.constant(data.images), tf.constant(data.labels)
-    count = len(data)
-
-    def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
-        seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
-        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=seeds)
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-    pipeline = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_order)
     pipeline = pipeline.map(
-        lambda index: (tf.cast(tf.gather(images, index), tf.float32), tf.gather(labels, index)),
+        lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, data.num_classes)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return pipeline.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
-    """Attach optimizer, sparse cross-entropy loss and accuracy."""
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def random_affine(images: tf.Tensor, seed: tf.Tensor, rotation: float, zoom: float, shift: float) -> tf.Tensor:
+    """Rotate each image by up to +-`rotation` degrees, scale it by 1 +- `zoom` and move it by up to +-`shift`
+    of its size, about its centre, in one bilinear resampling; the draws depend on the stateless `seed` only."""
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    draws = tf.random.stateless_uniform([count, 4], seed=seed, minval=-1.0, maxval=1.0)
+    angle = draws[:, 0] * (rotation * math.pi / 180.0)
+    scale = 1.0 + draws[:, 1] * zoom
+    move_x, move_y = draws[:, 2] * (shift * width), draws[:, 3] * (shift * height)
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
+    # Each output pixel (x, y) samples the input at (cos*x - sin*y + a, sin*x + cos*y + b).
+    a = centre_x - cos * (centre_x + move_x) + sin * (centre_y + move_y)
+    b = centre_y - sin * (centre_x + move_x) - cos * (centre_y + move_y)
+    zeros = tf.zeros_like(angle)
+    transforms = tf.stack([cos, -sin, a, sin, cos, b, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=[height, width], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="NEAREST",
+    )
+
+
+def augmentation_examples(data: Dataset, config: TrainConfig, count: int = 6, copies: int = 5) -> np.ndarray:
+    """The first `count` training images, each followed by `copies` augmented versions as training draws them:
+    uint8, shape (count, copies + 1, height, width, channels)."""
+    images = tf.cast(tf.constant(data.images[:count]), tf.float32)
+    versions = [images] + [
+        random_affine(images, tf.constant([config.seed, copy], tf.int64), config.rotation, config.zoom, config.shift)
+        for copy in range(copies)
+    ]
+    return np.clip(np.round(np.stack([v.numpy() for v in versions], axis=1)), 0, 255).astype(np.uint8)
+
+
+def training_batches(data: Dataset, config: TrainConfig, first_epoch: int, seed: int | None = None) -> tf.data.Dataset:
+    """Shuffled (and, if configured, augmented) batches of epochs `first_epoch`..`config.epochs - 1`, one after
+    another. Epoch e's order and augmentation depend on (seed, e) only, so a run resumed at epoch e sees the
+    batches an uninterrupted run would have seen. Images stay uint8 until their batch is drawn."""
+    seed = config.seed if seed is None else seed
+    images, labels = tf.constant(data.images), tf.constant(data.labels)
+    count, batch_size = len(data), config.batch_size
+
+    def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
+        seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=seeds)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        return batches.map(lambda step, index: (tf.stack([seeds[0], epoch * 2**20 + step]), index))
+
+    def draw(batch_seed: tf.Tensor, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch = tf.cast(tf.gather(images, index), tf.float32)
+        if config.augments:
+            batch = random_affine(batch, batch_seed, config.rotation, config.zoom, config.shift)
+        return batch, tf.one_hot(tf.gather(labels, index), data.num_classes)
+
+    pipeline = tf.data.Dataset.range(first_epoch, config.epochs).flat_map(epoch_order)
+    return pipeline.map(draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate per step: constant; exponential (times `lr_decay` each epoch); cosine (from the rate
+    down to 0 over the run); one-cycle (a linear rise from rate/25 over `warmup_fraction` of the steps, then
+    cosine down to 0)."""
+    total = steps_per_epoch * config.epochs
+    schedules = keras.optimizers.schedules
+    if config.lr_schedule == "exponential":
+        return schedules.ExponentialDecay(config.learning_rate, steps_per_epoch, config.lr_decay)
+    if config.lr_schedule == "cosine":
+        return schedules.CosineDecay(config.learning_rate, total)
+    if config.lr_schedule == "one_cycle":
+        warmup = max(1, round(total * config.warmup_fraction))
+        return schedules.CosineDecay(config.learning_rate / 25, max(1, total - warmup),
+                                     warmup_target=config.learning_rate, warmup_steps=warmup)
+    return config.learning_rate
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Add the learning rate reached at each epoch's end to the epoch's logs (and so to history.csv)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Attach the optimizer with its learning-rate schedule, cross-entropy (with label smoothing) and accuracy."""
+    with strategy().scope():
+        optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config, steps_per_epoch))
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
 
 
-def resume_path(out_dir: str | Path) -> Path:
-    """Where `fit` keeps the state it resumes from: beside `out_dir`, not in it (DVC empties a stage's outputs first)."""
+def set_precision(precision: str) -> str:
+    """Set Keras's global dtype policy: float32, or for "mixed" float16 compute on a GPU, bfloat16 on a CPU.
+    Returns the policy's name."""
+    policy = "float32"
+    if precision == "mixed":
+        policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@functools.cache
+def strategy() -> tf.distribute.Strategy:
+    """Data-parallel training over every visible GPU (`MirroredStrategy`); the default strategy on a CPU."""
+    return tf.distribute.MirroredStrategy() if tf.config.list_logical_devices("GPU") else tf.distribute.get_strategy()
+
+
+def build(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int | None = None) -> keras.Model:
+    """Seed (`config.seed` unless given) with op determinism, then build the configured model under the
+    precision policy and the distribution strategy."""
+    set_determinism(config.seed if seed is None else seed)
+    set_precision(config.precision)
+    with strategy().scope():
+        return models.build_model(config.model, image_shape, num_classes, **config.model_options())
+
+
+def resume_path(out_dir: str | Path, member: int | None = None) -> Path:
+    """Where `fit` keeps the state it resumes from: beside `out_dir`, not in it (DVC empties a stage's outputs
+    first); one file per ensemble member."""
     out_dir = Path(out_dir).resolve()
-    return out_dir.with_name(out_dir.name + ".resume.npz")
+    return out_dir.with_name(out_dir.name + ("" if member is None else f".member{member}") + ".resume.npz")
 
 
-def resume_fingerprint(model: keras.Model, train: Dataset, val: Dataset, config: TrainConfig) -> dict:
-    """What a resume state must have been saved with: configuration, variable shapes, data digests, versions."""
+def resume_fingerprint(model: keras.Model, train: Dataset, val: Dataset, config: TrainConfig, seed: int | None = None) -> dict:
+    """What a resume state must have been saved with: configuration and seed, variable shapes, data digests, versions."""
     return {
         "config": asdict(config),
+        "seed": config.seed if seed is None else seed,
         "variables": [list(variable.shape) for variable in model.variables],
         "train": _data_digest(train),
         "val": _data_digest(val),
@@ -220,14 +348,19 @@ class ResumeState(keras.callbacks.Callback):
 
 def fit(
     model: keras.Model, train: Dataset, val: Dataset, config: TrainConfig, out_dir: str | Path,
-    live_plot: bool = True, resume: bool = True,
+    live_plot: bool = True, resume: bool = True, member: int | None = None, seed: int | None = None,
+    keep_state: bool = False, callbacks: list[keras.callbacks.Callback] = (),
 ) -> pd.DataFrame:
     """Compile and train (early stopping and best-weights restore on validation accuracy, never on test);
-    resume from `resume_path(out_dir)` if a killed run left one; write history.csv into `out_dir`;
-    return the whole history with an `epoch` column."""
+    resume from `resume_path(out_dir, member)` if a killed run left one; write the history CSV into `out_dir`
+    (history.csv, or history.member<k>.csv for an ensemble member); return the whole history with an `epoch`
+    column. `seed` (default `config.seed`) orders and augments the batches; `keep_state` keeps the final state
+    (an ensemble keeps finished members until all are done); `callbacks` are added last."""
     out_dir = Path(out_dir)
-    history_csv = out_dir / "history.csv"
-    compile_model(model, config)
+    history_csv = out_dir / ("history.csv" if member is None else f"history.member{member}.csv")
+    seed = config.seed if seed is None else seed
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    compile_model(model, config, steps_per_epoch)
     early_stopping = None
     if config.patience or config.restore_best_weights:
         early_stopping = keras.callbacks.EarlyStopping(
@@ -236,57 +369,116 @@ def fit(
         )
     state = None
     if resume:
-        state = ResumeState(resume_path(out_dir), resume_fingerprint(model, train, val, config), history_csv, early_stopping)
+        fingerprint = resume_fingerprint(model, train, val, config, seed)
+        state = ResumeState(resume_path(out_dir, member), fingerprint, history_csv, early_stopping)
     epochs_done = state.restore(model) if state else 0
-    # Order matters: CSVLogger writes the epoch's row, EarlyStopping updates, then the state saves both.
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(history_csv), append=epochs_done > 0)]
-    callbacks += [early_stopping] if early_stopping else []
-    callbacks += [state] if state else []
+    # Order matters: the learning rate joins the logs, CSVLogger writes the epoch's row, EarlyStopping updates,
+    # then the state saves all of them.
+    logged: list[keras.callbacks.Callback] = [LogLearningRate(), keras.callbacks.CSVLogger(str(history_csv), append=epochs_done > 0)]
+    logged += [early_stopping] if early_stopping else []
+    logged += [state] if state else []
     if live_plot:
         from livelossplot import PlotLossesKeras
 
-        callbacks.append(PlotLossesKeras())
+        logged.append(PlotLossesKeras())
     # One pass over all remaining epochs (at least one epoch of data, even when a finished run has none left).
-    batches = training_batches(train, config.batch_size, config.seed, min(epochs_done, config.epochs - 1), config.epochs)
+    batches = training_batches(train, config, min(epochs_done, config.epochs - 1), seed)
     started = time.perf_counter()
     model.fit(
         batches,
-        steps_per_epoch=math.ceil(len(train) / config.batch_size),
+        steps_per_epoch=steps_per_epoch,
         validation_data=input_pipeline(val, 1024),
         epochs=config.epochs,
         initial_epoch=config.epochs if state and state.stopped else epochs_done,
-        callbacks=callbacks,
+        callbacks=logged + list(callbacks),
         shuffle=False,  # the batches come shuffled (training_batches)
         verbose=2,  # one line per epoch: no progress-bar control characters in executed notebooks
     )
     seconds = time.perf_counter() - started
-    if state:
+    if state and not keep_state:
         state.remove()
     history = pd.read_csv(history_csv)
     history.attrs.update(fit_seconds=seconds, resumed_from_epoch=epochs_done, epochs_this_run=len(history) - epochs_done)
     return history
 
 
+def member_data(train: Dataset, val: Dataset, member: int, seed: int) -> tuple[Dataset, Dataset]:
+    """Ensemble member `member`'s (train, val): member 0 keeps the split stage's; member k > 0 draws a new
+    stratified validation split of the same size from train + val with seed `seed + k`."""
+    if member == 0:
+        return train, val
+    pooled = Dataset(np.concatenate([train.images, val.images]), np.concatenate([train.labels, val.labels]), train.class_names)
+    train_indices, val_indices = split.stratified_split(pooled.labels, len(val) / len(pooled), seed + member)
+    return split.subset(pooled, train_indices), split.subset(pooled, val_indices)
+
+
+def train(
+    train_data: Dataset, val: Dataset, config: TrainConfig, out_dir: str | Path, live_plot: bool = True,
+    resume: bool = True, callbacks: list[keras.callbacks.Callback] = (),
+) -> tuple[keras.Model, pd.DataFrame]:
+    """Train `config.ensemble_size` members (member k: seed + k, its own validation split, see `member_data`),
+    each resumable after a kill; return the model to save (the member itself, or the average of the members'
+    softmax outputs, over shifted copies of the input when `config.tta`) and the history of every member (a
+    `member` column; history.csv in `out_dir` holds it)."""
+    out_dir = Path(out_dir)
+    single = config.ensemble_size == 1
+    members, histories, seconds, images_seen = [], [], 0.0, 0
+    for member in range(config.ensemble_size):
+        seed = config.seed + member
+        member_train, member_val = member_data(train_data, val, member, config.seed)
+        net = build(config, train_data.image_shape, train_data.num_classes, seed)
+        history = fit(net, member_train, member_val, config, out_dir, live_plot, resume, None if single else member,
+                      seed, keep_state=not single, callbacks=callbacks)
+        seconds += history.attrs["fit_seconds"]
+        images_seen += len(member_train) * history.attrs["epochs_this_run"]
+        members.append(net)
+        histories.append(history if single else history.assign(member=member))
+    if not single:
+        for member in range(config.ensemble_size):
+            resume_path(out_dir, member).unlink(missing_ok=True)
+            (out_dir / f"history.member{member}.csv").unlink(missing_ok=True)
+        pd.concat(histories, ignore_index=True).to_csv(out_dir / "history.csv", index=False)
+    history = pd.concat(histories, ignore_index=True)
+    history.attrs.update(
+        fit_seconds=seconds,
+        resumed_from_epoch=sum(h.attrs["resumed_from_epoch"] for h in histories),
+        epochs_this_run=sum(h.attrs["epochs_this_run"] for h in histories),
+        images_seen=images_seen,
+    )
+    with strategy().scope():
+        model = models.combine(members, train_data.image_shape, config.tta)
+    return model, history
+
+
 def write_summary(
-    out_dir: str | Path, model: keras.Model, config: TrainConfig, history: pd.DataFrame, n_train: int,
-    model_sha256: str | None = None,
+    out_dir: str | Path, model: keras.Model, config: TrainConfig, history: pd.DataFrame, model_sha256: str | None = None,
 ) -> dict:
-    """Write train summary.json: config, parameter count, final and best validation figures, speed, resume,
-    the model file's SHA-256, environment."""
+    """Write train summary.json: config, parameter count, validation figures (the mean over ensemble members,
+    and each member's own in `members`), speed, resume, the model file's SHA-256, environment."""
     seconds = history.attrs.get("fit_seconds", float("nan"))
-    epochs_this_run = history.attrs.get("epochs_this_run", len(history))
-    best = history.loc[history["val_accuracy"].idxmax()]
+    images_seen = history.attrs.get("images_seen")
+    members = []
+    for member, rows in history.groupby("member") if "member" in history else [(0, history)]:
+        best = rows.loc[rows["val_accuracy"].idxmax()]
+        members.append({
+            "member": int(member),
+            "seed": config.seed + int(member),
+            "epochs_run": len(rows),
+            "final_val_accuracy": float(rows["val_accuracy"].iloc[-1]),
+            "best_val_accuracy": float(best["val_accuracy"]),
+            "best_epoch": int(best["epoch"]) + 1,
+            "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(rows),
+        })
     summary = {
         "config": asdict(config),
         "parameters": model.count_params(),
-        "epochs_run": len(history),
-        "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
-        "best_val_accuracy": float(best["val_accuracy"]),
-        "best_epoch": int(best["epoch"]) + 1,
-        "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(history),
+        "epochs_run": sum(member["epochs_run"] for member in members),
+        "final_val_accuracy": float(np.mean([member["final_val_accuracy"] for member in members])),
+        "best_val_accuracy": float(np.mean([member["best_val_accuracy"] for member in members])),
+        "members": members,
         "resumed_from_epoch": history.attrs.get("resumed_from_epoch", 0),
         "fit_seconds": round(seconds, 2),
-        "train_images_per_second": round(n_train * epochs_this_run / seconds, 1) if epochs_this_run else None,
+        "train_images_per_second": round(images_seen / seconds, 1) if images_seen else None,
         "model_sha256": model_sha256,
         "environment": environment(),
     }

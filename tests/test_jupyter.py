@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -56,7 +57,8 @@ def test_jupyter_serves_the_train_py_as_a_notebook(jupyter_server):
     cells = model["content"]["cells"]
     assert cells[0]["cell_type"] == "markdown" and cells[0]["source"].startswith("# Train a model")
     tagged = [cell for cell in cells if "parameters" in cell["metadata"].get("tags", [])]
-    assert len(tagged) == 1 and "epochs = 10" in tagged[0]["source"]
+    epochs = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["epochs"]
+    assert len(tagged) == 1 and f"epochs = {epochs}  #" in tagged[0]["source"]
 
 
 def test_jupyterlab_opens_py_files_with_the_jupytext_notebook_viewer():

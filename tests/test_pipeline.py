@@ -97,7 +97,7 @@ def test_repro_runs_every_stage_and_writes_the_promised_outputs(repo):
     metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
     assert metrics["n_test"] == 100 and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["error_rate"] == pytest.approx(1 - metrics["test_accuracy"])
-    assert metrics["model"] == "cnn_small" and metrics["seed"] == 42 and 0.0 <= metrics["ece"] <= 1.0
+    assert metrics["model"] == "cnn_strong" and metrics["seed"] == 42 and 0.0 <= metrics["ece"] <= 1.0
     assert "<dt>n_errors</dt>" in index and "<dt>macro_f1</dt>" in index
     assert (out / "train" / "model.keras").is_file()
     FIRST_RUN.update(model=sha256(out / "train" / "model.keras"), metrics=sha256(out / "evaluate" / "metrics.json"))

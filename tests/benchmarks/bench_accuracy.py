@@ -1,0 +1,155 @@
+"""Accuracy of each training recipe over several seeds on the real MNIST split: the reference models at their
+reference settings, the default (params/train.yaml) and the best ensemble profile.
+
+    python tests/benchmarks/bench_accuracy.py [--recipes default reference_cnn_small ...] [--seeds 1 2 3]
+
+Each (recipe, seed) run trains on outputs/split's train split, watches its val split (early stopping and
+best-weights restore only ever look at validation), then measures the test split once. Finished runs are kept in
+outputs/bench/accuracy_runs/ and skipped when the script runs again (--force reruns them), so a long benchmark can
+be stopped and continued. The section table (mean +- sd over the seeds) goes to outputs/bench/accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import benchlib  # noqa: E402
+from mnist_lib import evaluation, params, split, training  # noqa: E402
+from mnist_lib.datasets import Dataset  # noqa: E402
+
+# recipe -> parameter files over params/train.yaml, the figure it must reach and on which split, input channels
+RECIPES = {
+    "default": {"files": [], "target": 99.60, "on": "test", "rule": ">= 99.60% test (mean), fit <= 600 s"},
+    "best": {"files": ["params/profiles/best.yaml"], "target": 99.75, "on": "test", "rule": ">= 99.75% test (mean)"},
+    "reference_cnn_small": {"files": ["params/profiles/reference_cnn_small.yaml"], "target": 99.17, "on": "test"},
+    "reference_baseline": {"files": ["params/profiles/reference_baseline.yaml"], "target": 98.48, "on": "test"},
+    "reference_cnn_kaggle": {"files": ["params/profiles/reference_cnn_kaggle.yaml"], "target": 99.0, "on": "test"},
+    "reference_mlp": {"files": ["params/profiles/reference_mlp.yaml"], "target": 92.79, "on": "test"},
+    "reference_cnn_wide": {"files": ["params/profiles/reference_cnn_wide.yaml"], "target": 98.3, "on": "val", "channels": 3},
+}
+TOLERANCE = 0.3  # reference models must land within this many points of their reference figure
+FIT_BUDGET_S = 600.0  # the default recipe's training wall-time budget on the 2-core CPU
+
+
+def recipe_config(recipe: str, seed: int) -> training.TrainConfig:
+    """params/train.yaml, then the recipe's profile, with `seed`."""
+    values, _ = params.load_files(["params/train.yaml", *RECIPES[recipe]["files"]])
+    return training.TrainConfig(**{**values, "seed": seed})
+
+
+def with_channels(data: Dataset, channels: int) -> Dataset:
+    """`data` with its one gray channel repeated `channels` times (the RGB-folder models' input)."""
+    return data if channels == 1 else Dataset(np.repeat(data.images, channels, axis=-1), data.labels, data.class_names)
+
+
+def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
+    """Train one recipe with one seed; return its validation and test figures and timings."""
+    config = recipe_config(recipe, seed)
+    channels = RECIPES[recipe].get("channels", 1)
+    train, val, test = (with_channels(split.load_split(split_dir, name), channels) for name in ("train", "val", "test"))
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        model, history = training.train(train, val, config, out, live_plot=False, resume=False)
+        wall = time.perf_counter() - started
+    members = history.groupby("member") if "member" in history else [(0, history)]
+    final_val = float(np.mean([rows["val_accuracy"].iloc[-1] for _, rows in members]))
+    probabilities = evaluation.predict_proba(model, test.images)
+    return {
+        "recipe": recipe, "seed": seed, "config": config.__dict__, "parameters": model.count_params(),
+        "test_accuracy": float((probabilities.argmax(axis=1) == test.labels).mean()),
+        "final_val_accuracy": final_val,
+        "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall,
+        "images_per_second": history.attrs["images_seen"] / history.attrs["fit_seconds"],
+        "epochs": config.epochs, "environment": training.environment(),
+    }
+
+
+def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """'mean +- sd' of `values` times `scale` (sd over seeds, ddof 1; '-' for one value)."""
+    values = np.asarray(values) * scale
+    sd = f"{values.std(ddof=1):.{digits}f}" if len(values) > 1 else "-"
+    return f"{values.mean():.{digits}f} +- {sd}"
+
+
+def section(runs: list[dict]) -> dict:
+    """The accuracy section: one row per recipe with its seeds' mean +- sd, and the targets."""
+    rows, targets = [], []
+    for recipe, spec in RECIPES.items():
+        mine = [run for run in runs if run["recipe"] == recipe]
+        if not mine:
+            continue
+        key = "test_accuracy" if spec["on"] == "test" else "final_val_accuracy"
+        measured = float(np.mean([run[key] for run in mine])) * 100
+        fit = [run["fit_seconds"] for run in mine]
+        first = mine[0]["config"]
+        command = f"python tests/benchmarks/bench_accuracy.py --recipes {recipe}"
+        rows.append([
+            recipe, first["model"], first["epochs"] * first["ensemble_size"], len(mine),
+            mean_sd([run["test_accuracy"] for run in mine]), mean_sd([run["final_val_accuracy"] for run in mine]),
+            f"{spec['target']:.2f} ({spec['on']})", f"{np.mean(fit):.0f} +- {np.std(fit, ddof=1) if len(fit) > 1 else 0:.0f}",
+            f"{np.mean([run['images_per_second'] for run in mine]):,.0f}", command,
+        ])
+        if recipe.startswith("reference_"):
+            rule = f"{recipe}: within {TOLERANCE} points of {spec['target']}% {spec['on']}"
+            met = abs(measured - spec["target"]) <= TOLERANCE
+        else:
+            rule = f"{recipe}: {spec['rule']}"
+            met = measured >= spec["target"] and (recipe != "default" or max(fit) <= FIT_BUDGET_S)
+        seeds = ", ".join(str(run["seed"]) for run in mine)
+        targets.append({"target": rule, "measured": f"{measured:.2f}% (seeds {seeds}; fit {max(fit):.0f} s at most)",
+                        "met": bool(met and len(mine) >= 3)})
+    return {
+        "section": "accuracy", "title": "Accuracy of each recipe over seeds (real MNIST)", "order": 30,
+        "command": "python tests/benchmarks/bench_accuracy.py",
+        "columns": ["recipe", "model", "epochs (all members)", "seeds", "test accuracy % (mean +- sd)",
+                    "val accuracy % (last epoch)", "reference / target %", "fit s (mean +- sd)", "train images/s", "command"],
+        "rows": rows,
+        "notes": [
+            "Training uses the split stage's train split; early stopping and best-weights restore look only at its "
+            "val split. The test split is predicted once, after training, and never selects anything.",
+            "Recipes are params/train.yaml (the default) with a profile from params/profiles/ on top; "
+            "reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did.",
+            "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine.",
+        ],
+        "targets": targets,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--split-dir", type=Path, default=Path("outputs/split"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("outputs/bench/accuracy_runs"))
+    parser.add_argument("--force", action="store_true", help="rerun finished (recipe, seed) runs")
+    args = parser.parse_args(argv)
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    for recipe in args.recipes:
+        recipe_config(recipe, 0)  # every recipe's parameters are checked before any training starts
+    for recipe in args.recipes:
+        for seed in args.seeds:
+            path = args.runs_dir / f"{recipe}-seed{seed}.json"
+            if path.is_file() and not args.force:
+                print(f"{recipe} seed {seed}: done before ({path})")
+                continue
+            result = run_once(recipe, seed, args.split_dir)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"{recipe} seed {seed}: test {result['test_accuracy']:.4f}, val {result['final_val_accuracy']:.4f}, "
+                  f"fit {result['fit_seconds']:.0f} s", flush=True)
+    runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
+    benchlib.write_section(section(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

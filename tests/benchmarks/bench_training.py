@@ -1,0 +1,209 @@
+"""Training speed on this CPU: images/s of every registry model through mnist_lib.training; the reference notebook's
+recipe as plain Keras (its own float64 arrays and model.fit) against the same model through mnist_lib; and the
+time the default recipe and the reference recipe need to reach 99.0% and 99.5% test accuracy.
+
+    python tests/benchmarks/bench_training.py [--images 12800] [--skip-time-to-accuracy]
+
+The time-to-accuracy runs evaluate the test split every quarter epoch with the clock stopped. That evaluation is
+this benchmark's only use of the test split: it selects nothing, and the runs' other settings are the recipes'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import benchlib  # noqa: E402
+from mnist_lib import models, params, split, training  # noqa: E402
+
+THRESHOLDS = (0.990, 0.995)
+TIME_TARGET = 0.5  # the default must reach 99.0% in at most this share of the reference recipe's time
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall seconds of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._started)
+
+
+class TestAccuracyClock(keras.callbacks.Callback):
+    """Every `every` training steps, stop the clock, measure test accuracy, note (training seconds, accuracy), and
+    restart the clock; end training once every threshold is reached. Training seconds count from `started`."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, every: int, started: float):
+        super().__init__()
+        self.images, self.labels, self.every = images.astype(np.float32), labels, every
+        self.started, self.paused, self.steps = started, 0.0, 0
+        self.points: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps % self.every:
+            return
+        now = time.perf_counter()
+        accuracy = float((self.model.predict(self.images, batch_size=2000, verbose=0).argmax(axis=1) == self.labels).mean())
+        self.points.append((now - self.started - self.paused, accuracy))
+        self.paused += time.perf_counter() - now
+        if accuracy >= max(THRESHOLDS):
+            self.model.stop_training = True
+
+    def time_to(self, threshold: float) -> float | None:
+        """Training seconds until test accuracy first reached `threshold` (None: never)."""
+        return next((seconds for seconds, accuracy in self.points if accuracy >= threshold), None)
+
+
+def read_idx_float64(raw_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The reference notebook's loading: the training IDX files into a float64 array scaled to [0, 1]."""
+    with gzip.open(raw_dir / "train-images-idx3-ubyte.gz") as stream:
+        images = np.frombuffer(stream.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+    with gzip.open(raw_dir / "train-labels-idx1-ubyte.gz") as stream:
+        labels = np.frombuffer(stream.read(), np.uint8, offset=8)
+    return images / 255.0, labels.astype(np.int64)
+
+
+def reference_model() -> keras.Model:
+    """The reference notebook's CNN as it built it: Sequential, float inputs already in [0, 1]."""
+    from keras import layers
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+        layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax"),
+    ])
+
+
+def reference_fit(images: np.ndarray, labels: np.ndarray, epochs: int, callbacks: list) -> keras.Model:
+    """The reference recipe: Adam 1e-3, sparse cross-entropy, batch 64, shuffled float64 arrays."""
+    keras.utils.set_random_seed(1)
+    model = reference_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, batch_size=64, epochs=epochs, callbacks=callbacks, verbose=0)
+    return model
+
+
+def throughput_rows(train, val, images: int) -> list[list]:
+    """Images/s of the last of 2 epochs over `images` training images, batch 128, every registry model."""
+    rows = []
+    part = split.subset(train, np.arange(min(images, len(train))))
+    for name in sorted(models.MODELS):
+        for augment in ((False, True) if name == "cnn_strong" else (False,)):
+            config = training.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
+                                          rotation=10.0 * augment, zoom=0.1 * augment, shift=0.1 * augment)
+            clock = EpochClock()
+            with tempfile.TemporaryDirectory() as out:
+                training.train(part, split.subset(val, np.arange(1000)), config, out, live_plot=False, resume=False,
+                               callbacks=[clock])
+            label = name + (" + augmentation" if augment else "")
+            rows.append([label, f"{len(part) / clock.seconds[-1]:,.0f}", f"{clock.seconds[-1]:.1f}"])
+            print(f"{label}: {len(part) / clock.seconds[-1]:,.0f} images/s", flush=True)
+    return rows
+
+
+def recipe_speed(train, val, raw_dir: Path) -> tuple[list, float]:
+    """One epoch of the reference recipe as plain Keras (float64 arrays) and through mnist_lib (uint8, tf.data):
+    rows and the speed-up."""
+    started = time.perf_counter()
+    images, labels = read_idx_float64(raw_dir)
+    images, labels = images[: len(train)], labels[: len(train)]
+    load_plain = time.perf_counter() - started
+    plain = EpochClock()
+    reference_fit(images, labels, 1, [plain])
+    values, _ = params.load_files(["params/train.yaml", "params/profiles/reference_cnn_small.yaml"])
+    config = training.TrainConfig(**{**values, "epochs": 1, "seed": 1})
+    ours = EpochClock()
+    with tempfile.TemporaryDirectory() as out:
+        training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[ours])
+    speedup = plain.seconds[0] / ours.seconds[0]
+    rows = [
+        ["reference recipe, plain Keras (float64 arrays)", f"{len(images) / plain.seconds[0]:,.0f}", f"{plain.seconds[0]:.1f}",
+         f"{images.nbytes / 2**20:,.0f} MiB float64 ({load_plain:.1f} s to load)"],
+        ["reference recipe through mnist_lib (uint8 + tf.data)", f"{len(train) / ours.seconds[0]:,.0f}", f"{ours.seconds[0]:.1f}",
+         f"{train.images.nbytes / 2**20:,.0f} MiB uint8"],
+    ]
+    return rows, speedup
+
+
+def time_to_accuracy(train, val, test, raw_dir: Path) -> tuple[list, list]:
+    """Training seconds to 99.0% and 99.5% test accuracy: the default recipe vs the reference recipe."""
+    every_images = 13_500  # a quarter of an epoch
+    started = time.perf_counter()
+    images, labels = read_idx_float64(raw_dir)
+    images, labels = images[: len(train)], labels[: len(train)]
+    reference = TestAccuracyClock(test.images, test.labels, round(every_images / 64), started)
+    reference_fit(images, labels, 10, [reference])
+    values, _ = params.load_files(["params/train.yaml"])
+    config = training.TrainConfig(**values)
+    started = time.perf_counter()
+    default = TestAccuracyClock(test.images, test.labels, round(every_images / config.batch_size), started)
+    with tempfile.TemporaryDirectory() as out:
+        training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[default])
+    rows, targets = [], []
+    for threshold in THRESHOLDS:
+        ref, ours = reference.time_to(threshold), default.time_to(threshold)
+        ratio = f"{ours / ref:.2f}" if ref and ours else "-"
+        rows.append([f"{threshold:.1%}", "not reached" if ours is None else f"{ours:.0f}",
+                     "not reached in 10 epochs" if ref is None else f"{ref:.0f}", ratio])
+        if threshold == 0.990:
+            met = bool(ref and ours and ours / ref <= TIME_TARGET)
+            targets.append({"target": f"time to 99.0% test: default <= {TIME_TARGET}x the reference recipe",
+                            "measured": f"{ratio}x ({ours and round(ours)} s vs {ref and round(ref)} s)", "met": met})
+    best = [f"{max(a for _, a in clock.points):.2%}" for clock in (default, reference)]
+    rows.append(["best seen (for reference)", best[0], best[1], ""])
+    return rows, targets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=12_800, help="training images per throughput run")
+    parser.add_argument("--split-dir", type=Path, default=Path("outputs/split"))
+    parser.add_argument("--raw-dir", type=Path, default=Path("outputs/data/raw"))
+    parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the throughput tables (minutes)")
+    args = parser.parse_args(argv)
+    train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
+    rows = throughput_rows(train, val, args.images)
+    recipe_rows, speedup = recipe_speed(train, val, args.raw_dir)
+    for row in recipe_rows:
+        rows.append([row[0], row[1], row[2]])
+    notes = [
+        f"Per model: images/s of the second of 2 epochs over {args.images:,} training images, batch 128, Adam, "
+        "through mnist_lib.training.train (uint8 arrays, tf.data, scaling inside the model).",
+        f"Reference recipe (cnn_small, batch 64, Adam 1e-3): one epoch over the {len(train):,} training images. "
+        f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[3]}" for r in recipe_rows) + ".",
+    ]
+    targets = []
+    if not args.skip_time_to_accuracy:
+        tta_rows, targets = time_to_accuracy(train, val, test, args.raw_dir)
+        notes.append("Time to accuracy (training seconds, test evaluated every quarter epoch with the clock stopped; "
+                     "data loading and model building included): " + "; ".join(
+                         f"{r[0]}: default {r[1]} s, reference {r[2]} s, ratio {r[3]}" for r in tta_rows))
+    benchlib.write_section({
+        "section": "training", "title": "Training speed", "order": 20,
+        "command": "python tests/benchmarks/bench_training.py",
+        "columns": ["model / recipe", "train images/s", "epoch s"],
+        "rows": rows, "notes": notes, "targets": targets,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

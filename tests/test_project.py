@@ -15,7 +15,7 @@ from mnist_lib import notebooks, params
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 NOTEBOOK_STAGES = {name: stage for name, stage in DVC["stages"].items() if "mnist run" in stage["cmd"]}
-PARAM_FILES = sorted((REPO / "params").glob("*.yaml"))
+PARAM_FILES = sorted((REPO / "params").glob("*.yaml")) + sorted((REPO / "params" / "profiles").glob("*.yaml"))
 
 
 def pins(lines: list[str]) -> dict[str, str]:
@@ -91,3 +91,15 @@ def test_each_stage_depends_on_its_own_notebook():
     for name, stage in NOTEBOOK_STAGES.items():
         notebook, _, _ = stage_call(stage)
         assert notebook in stage["deps"], name
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_profile_sets_only_train_parameters_and_gives_a_valid_configuration(path):
+    from mnist_lib import training
+
+    declared = params.declared_parameters(notebooks.read_notebook(REPO / "notebooks" / "03_train.py").cells)
+    profile, _ = params.load_files([path])
+    assert set(profile) <= set(declared), f"{path.name}: not train parameters: {set(profile) - set(declared)}"
+    defaults, _ = params.load_files([REPO / "params" / "train.yaml"])
+    training.TrainConfig(**{**defaults, **profile})
+    assert "mnist run notebooks/03_train.py -f params/profiles/" + path.name in path.read_text()

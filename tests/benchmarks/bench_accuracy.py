@@ -42,9 +42,10 @@ FIT_BUDGET_S = 600.0  # the default recipe's training wall-time budget on the 2-
 
 
 def recipe_config(recipe: str, seed: int) -> training.TrainConfig:
-    """params/train.yaml, then the recipe's profile, with `seed`."""
-    values, _ = params.load_files(["params/train.yaml", *RECIPES[recipe]["files"]])
-    return training.TrainConfig(**{**values, "seed": seed})
+    """params/train.yaml with the recipe's profile over it, and `seed`."""
+    values, _ = params.load_files(["params/train.yaml"])
+    profile, _ = params.load_files(RECIPES[recipe]["files"])
+    return training.TrainConfig(**{**values, **profile, "seed": seed})
 
 
 def with_channels(data: Dataset, channels: int) -> Dataset:
@@ -117,7 +118,7 @@ def section(runs: list[dict]) -> dict:
         "notes": [
             "Training uses the split stage's train split; early stopping and best-weights restore look only at its "
             "val split. The test split is predicted once, after training, and never selects anything.",
-            "Recipes are params/train.yaml (the default) with a profile from params/profiles/ on top; "
+            "Recipes are params/train.yaml (the default) with a profile from params/profiles/ over it; "
             "reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did.",
             "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine.",
         ],

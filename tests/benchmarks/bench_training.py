@@ -128,8 +128,9 @@ def recipe_speed(train, val, raw_dir: Path) -> tuple[list, float]:
     load_plain = time.perf_counter() - started
     plain = EpochClock()
     reference_fit(images, labels, 1, [plain])
-    values, _ = params.load_files(["params/train.yaml", "params/profiles/reference_cnn_small.yaml"])
-    config = training.TrainConfig(**{**values, "epochs": 1, "seed": 1})
+    values, _ = params.load_files(["params/train.yaml"])
+    profile, _ = params.load_files(["params/profiles/reference_cnn_small.yaml"])
+    config = training.TrainConfig(**{**values, **profile, "epochs": 1, "seed": 1})
     ours = EpochClock()
     with tempfile.TemporaryDirectory() as out:
         training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[ours])

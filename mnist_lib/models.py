@@ -121,16 +121,16 @@ def _conv_bn(x: keras.KerasTensor, filters: int, size: int, strides: int = 1, pa
 
 
 @register("cnn_strong")
-def cnn_strong(input_shape, num_classes, dropout: float = 0.4) -> keras.Model:
-    """The default: two stages of 3x3, 3x3, then a strided 5x5 convolution (32 then 64 filters), each
-    convolution batch-normalised, dropout after each stage, and a 4x4 convolution to 128 features."""
+def cnn_strong(input_shape, num_classes, dropout: float = 0.3) -> keras.Model:
+    """The default: batch-normalised 3x3 convolutions, 32-32/2-64-64/2-128 filters (two strided, no pooling),
+    dropout before and after the last convolution. About 6.5 million multiply-adds per 28x28 image."""
     inputs, x = _scaled_input(input_shape)
-    for filters in (32, 64):
-        x = _conv_bn(x, filters, 3)
-        x = _conv_bn(x, filters, 3)
-        x = _conv_bn(x, filters, 5, strides=2, padding="same")
-        x = layers.Dropout(dropout)(x)
-    x = _conv_bn(x, 128, min(4, *x.shape[1:3]))
+    x = _conv_bn(x, 32, 3)
+    x = _conv_bn(x, 32, 3, strides=2, padding="same")
+    x = _conv_bn(x, 64, 3)
+    x = _conv_bn(x, 64, 3, strides=2, padding="same")
+    x = layers.Dropout(dropout)(x)
+    x = _conv_bn(x, 128, 3)
     x = layers.Dropout(dropout)(layers.Flatten()(x))
     return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
 

@@ -10,7 +10,7 @@ from mnist_lib import modelfile, models, paths, plots, split, training
 split_dir = "outputs/split"  # train/val arrays written by the split stage
 out_dir = "outputs/train"  # where model.keras, history.csv, curves.png and summary.json go
 model = "cnn_strong"  # registry name: cnn_strong, mlp, baseline, cnn_small, cnn_kaggle, cnn_wide
-epochs = 14  # passes over the training split
+epochs = 18  # passes over the training split
 batch_size = 128  # images per gradient step
 learning_rate = 0.003  # optimizer step size (the peak of a one-cycle schedule)
 optimizer = "adam"  # adam, sgd or rmsprop

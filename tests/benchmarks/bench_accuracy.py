@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--split-dir", type=Path, default=Path("outputs/split"))
+    parser.add_argument("--out-dir", type=Path, help="where the section's JSON goes (default: outputs/bench)")
     parser.add_argument("--runs-dir", type=Path, default=Path("outputs/bench/accuracy_runs"))
     parser.add_argument("--force", action="store_true", help="rerun finished (recipe, seed) runs")
     args = parser.parse_args(argv)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{recipe} seed {seed}: test {result['test_accuracy']:.4f}, val {result['final_val_accuracy']:.4f}, "
                   f"fit {result['fit_seconds']:.0f} s", flush=True)
     runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
-    benchlib.write_section(section(runs))
+    benchlib.write_section(section(runs), args.out_dir)
     return 0
 
 

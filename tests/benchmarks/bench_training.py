@@ -73,9 +73,10 @@ class TestAccuracyClock(keras.callbacks.Callback):
 def read_idx_float64(raw_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The reference notebook's loading: the training IDX files into a float64 array scaled to [0, 1]."""
     with gzip.open(raw_dir / "train-images-idx3-ubyte.gz") as stream:
-        images = np.frombuffer(stream.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+        images = np.frombuffer(stream.read(), np.uint8, offset=16)
     with gzip.open(raw_dir / "train-labels-idx1-ubyte.gz") as stream:
         labels = np.frombuffer(stream.read(), np.uint8, offset=8)
+    images = images.reshape(len(labels), 28, 28, 1)
     return images / 255.0, labels.astype(np.int64)
 
 
@@ -101,17 +102,17 @@ def reference_fit(images: np.ndarray, labels: np.ndarray, epochs: int, callbacks
     return model
 
 
-def throughput_rows(train, val, images: int) -> list[list]:
-    """Images/s of the last of 2 epochs over `images` training images, batch 128, every registry model."""
+def throughput_rows(train, val, images: int, names: list[str]) -> list[list]:
+    """Images/s of the last of 2 epochs over `images` training images, batch 128, for each of `names`."""
     rows = []
     part = split.subset(train, np.arange(min(images, len(train))))
-    for name in sorted(models.MODELS):
+    for name in names:
         for augment in ((False, True) if name == "cnn_strong" else (False,)):
             config = training.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
                                           rotation=10.0 * augment, zoom=0.1 * augment, shift=0.1 * augment)
             clock = EpochClock()
             with tempfile.TemporaryDirectory() as out:
-                training.train(part, split.subset(val, np.arange(1000)), config, out, live_plot=False, resume=False,
+                training.train(part, split.subset(val, np.arange(min(1000, len(val)))), config, out, live_plot=False, resume=False,
                                callbacks=[clock])
             label = name + (" + augmentation" if augment else "")
             rows.append([label, f"{len(part) / clock.seconds[-1]:,.0f}", f"{clock.seconds[-1]:.1f}"])
@@ -177,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12_800, help="training images per throughput run")
     parser.add_argument("--split-dir", type=Path, default=Path("outputs/split"))
+    parser.add_argument("--out-dir", type=Path, help="where the section's JSON goes (default: outputs/bench)")
     parser.add_argument("--raw-dir", type=Path, default=Path("outputs/data/raw"))
+    parser.add_argument("--models", nargs="+", default=sorted(models.MODELS), help="registry names (default: all)")
     parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the throughput tables (minutes)")
     args = parser.parse_args(argv)
     train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
-    rows = throughput_rows(train, val, args.images)
+    rows = throughput_rows(train, val, args.images, args.models)
     recipe_rows, speedup = recipe_speed(train, val, args.raw_dir)
     for row in recipe_rows:
         rows.append([row[0], row[1], row[2]])
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python tests/benchmarks/bench_training.py",
         "columns": ["model / recipe", "train images/s", "epoch s"],
         "rows": rows, "notes": notes, "targets": targets,
-    })
+    }, args.out_dir)
     return 0
 
 

@@ -1,0 +1,72 @@
+"""The training and accuracy benchmarks run end to end on tiny real data: every requested model or recipe trained,
+the section JSON written with its rows and targets, finished accuracy runs kept and skipped on a rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bench_accuracy
+import bench_training
+from conftest import REPO, draw_digits, write_tiny_mnist
+from mnist_lib import split
+from mnist_lib.datasets import Dataset
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """A split folder (train 200, val 60, test 60 drawn digits) and a raw folder of gzip IDX files."""
+    root = tmp_path_factory.mktemp("bench")
+    for name, count, seed in (("train", 200, 1), ("val", 60, 2), ("test", 60, 3)):
+        images, labels = draw_digits(count, seed)
+        split.save_split(root / "split", name, Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789")))
+    write_tiny_mnist(root / "raw", n_train=200, n_test=60, gz=True)
+    return root / "split", root / "raw"
+
+
+def test_training_benchmark_times_each_model_and_the_reference_recipe_both_ways(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the recipes are read from params/
+    split_dir, raw_dir = tiny
+    assert bench_training.main(["--images", "128", "--models", "mlp", "cnn_strong", "--split-dir", str(split_dir),
+                                "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path), "--skip-time-to-accuracy"]) == 0
+    section = json.loads((tmp_path / "training.json").read_text())
+    labels = [row[0] for row in section["rows"]]
+    assert labels[:3] == ["mlp", "cnn_strong", "cnn_strong + augmentation"]
+    assert labels[3].startswith("reference recipe, plain Keras") and labels[4].startswith("reference recipe through mnist_lib")
+    assert all(float(row[1].replace(",", "")) > 0 for row in section["rows"])
+    assert "x the plain-Keras speed" in section["notes"][1]
+
+
+def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold():
+    clock = bench_training.TestAccuracyClock(np.zeros((1, 28, 28, 1)), np.zeros(1), every=1, started=0.0)
+    clock.points = [(10.0, 0.97), (20.0, 0.991), (30.0, 0.989), (40.0, 0.996)]
+    assert (clock.time_to(0.990), clock.time_to(0.995), clock.time_to(0.999)) == (20.0, 40.0, None)
+
+
+def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    split_dir, _ = tiny
+    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(split_dir),
+            "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
+    assert bench_accuracy.main(argv) == 0
+    runs = sorted(path.name for path in (tmp_path / "runs").iterdir())
+    assert runs == ["reference_cnn_wide-seed1.json", "reference_cnn_wide-seed2.json"]
+    first = json.loads((tmp_path / "runs" / runs[0]).read_text())
+    assert first["parameters"] == 2_006_762  # gray repeated to 3 channels, as the reference's RGB input
+    assert first["config"]["epochs"] == 5 and first["config"]["seed"] == 1 and 0.0 <= first["test_accuracy"] <= 1.0
+    section = json.loads((tmp_path / "accuracy.json").read_text())
+    (row,) = section["rows"]
+    assert row[0] == "reference_cnn_wide" and row[3] == 2 and " +- " in row[4]
+    assert section["targets"][0]["met"] is False  # two seeds are not enough to claim a target
+    capsys.readouterr()
+    assert bench_accuracy.main(argv) == 0
+    assert capsys.readouterr().out.count("done before") == 2
+
+
+def test_every_recipe_names_a_profile_that_exists():
+    for recipe, spec in bench_accuracy.RECIPES.items():
+        assert all((REPO / name).is_file() for name in spec["files"]), recipe
+        bench_accuracy.recipe_config(recipe, 1)

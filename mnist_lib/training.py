@@ -433,12 +433,12 @@ def train(
         images_seen += len(member_train) * history.attrs["epochs_this_run"]
         members.append(net)
         histories.append(history if single else history.assign(member=member))
+    history = pd.concat(histories, ignore_index=True)
     if not single:
         for member in range(config.ensemble_size):
             resume_path(out_dir, member).unlink(missing_ok=True)
             (out_dir / f"history.member{member}.csv").unlink(missing_ok=True)
-        pd.concat(histories, ignore_index=True).to_csv(out_dir / "history.csv", index=False)
-    history = pd.concat(histories, ignore_index=True)
+        history.to_csv(out_dir / "history.csv", index=False)
     history.attrs.update(
         fit_seconds=seconds,
         resumed_from_epoch=sum(h.attrs["resumed_from_epoch"] for h in histories),

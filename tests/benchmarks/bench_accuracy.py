@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import evaluation, params, split, training  # noqa: E402
+from mnist_lib import evaluation, models, params, split, training  # noqa: E402
 from mnist_lib.datasets import Dataset  # noqa: E402
 
 # recipe -> parameter files over params/train.yaml, the figure it must reach and on which split, input channels
@@ -64,15 +64,23 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
         wall = time.perf_counter() - started
     members = history.groupby("member") if "member" in history else [(0, history)]
     final_val = float(np.mean([rows["val_accuracy"].iloc[-1] for _, rows in members]))
-    probabilities = evaluation.predict_proba(model, test.images)
-    return {
+    result = {
         "recipe": recipe, "seed": seed, "config": config.__dict__, "parameters": model.count_params(),
-        "test_accuracy": float((probabilities.argmax(axis=1) == test.labels).mean()),
-        "final_val_accuracy": final_val,
+        "test_accuracy": accuracy(model, test), "final_val_accuracy": final_val,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall,
         "images_per_second": history.attrs["images_seen"] / history.attrs["fit_seconds"],
-        "epochs": config.epochs, "environment": training.environment(),
+        "epochs": config.epochs, "environment": training.environment(), "load_average": os.getloadavg(),
     }
+    if not config.tta and config.ensemble_size == 1:  # what test-time augmentation would add, judged on val
+        shifted = models.combine([model], train.image_shape, tta=True)
+        result["with_tta"] = {"val_accuracy": accuracy(shifted, val), "test_accuracy": accuracy(shifted, test),
+                              "val_accuracy_without": accuracy(model, val)}
+    return result
+
+
+def accuracy(model, data: Dataset) -> float:
+    """Share of `data` whose most probable class is its label."""
+    return float((evaluation.predict_proba(model, data.images).argmax(axis=1) == data.labels).mean())
 
 
 def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
@@ -84,7 +92,7 @@ def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 def section(runs: list[dict]) -> dict:
     """The accuracy section: one row per recipe with its seeds' mean +- sd, and the targets."""
-    rows, targets = [], []
+    rows, targets, tta_notes = [], [], []
     for recipe, spec in RECIPES.items():
         mine = [run for run in runs if run["recipe"] == recipe]
         if not mine:
@@ -106,6 +114,13 @@ def section(runs: list[dict]) -> dict:
         else:
             rule = f"{recipe}: {spec['rule']}"
             met = measured >= spec["target"] and (recipe != "default" or max(fit) <= FIT_BUDGET_S)
+        with_tta = [run["with_tta"] for run in mine if "with_tta" in run]
+        if with_tta:
+            tta_notes.append(
+                f"{recipe}, the same networks averaged over one-pixel shifts (tta: true): val "
+                f"{mean_sd([t['val_accuracy_without'] for t in with_tta])} -> {mean_sd([t['val_accuracy'] for t in with_tta])}, "
+                f"test {mean_sd([run['test_accuracy'] for run in mine if 'with_tta' in run])} -> "
+                f"{mean_sd([t['test_accuracy'] for t in with_tta])} ({len(with_tta)} seeds)")
         seeds = ", ".join(str(run["seed"]) for run in mine)
         targets.append({"target": rule, "measured": f"{measured:.2f}% (seeds {seeds}; fit {max(fit):.0f} s at most)",
                         "met": bool(met and len(mine) >= 3)})
@@ -120,7 +135,9 @@ def section(runs: list[dict]) -> dict:
             "val split. The test split is predicted once, after training, and never selects anything.",
             "Recipes are params/train.yaml (the default) with a profile from params/profiles/ over it; "
             "reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did.",
-            "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine.",
+            "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine "
+            "(the load average during each run is in its file in outputs/bench/accuracy_runs/).",
+            *tta_notes,
         ],
         "targets": targets,
     }

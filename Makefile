@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Quieter TensorFlow start-up logs in every command run from here.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup pipeline test browser bench lab freeze clean
+.PHONY: setup pipeline test browser bench bench-suite lab freeze clean
 
 setup: $(VENV)/.installed
 
@@ -39,9 +39,19 @@ browser:
 	          || { apt-get update -q >/dev/null 2>&1 && $(APT_INSTALL) $(BROWSER_PACKAGE) >/dev/null 2>&1; }; }; } \
 	|| echo "note: no Chromium and it could not be installed (needs root, apt-get and a package mirror); the browser test will skip"
 
-# Inference speed of every registry model on the 10,000 test images (untrained weights) on this machine.
+# Measure each section (tests/benchmarks/bench_NAME.py -> outputs/bench/NAME.json), then render BENCHMARKS.md from
+# every section measured so far. One or a few: `make bench SECTIONS="data pipeline"`. `accuracy` takes hours: opt-in.
+SECTIONS ?= data training pipeline inference
+BENCH_ARGS_inference ?= --batch-size 32 --batch-size 256 --batch-size 1000
 bench: setup
-	python tests/benchmarks/bench_inference.py --batch-size 32 --batch-size 256 --batch-size 1000
+	@failed=; $(foreach s,$(SECTIONS),echo "== bench $(s)"; python tests/benchmarks/bench_$(s).py $(BENCH_ARGS_$(s)) || failed="$$failed $(s)";) \
+	python tests/benchmarks/report.py --expect "$(SECTIONS)"; \
+	if [ -n "$$failed" ]; then echo "make bench: failed:$$failed" >&2; exit 1; fi
+
+# The whole test suite's wall time (as `make test` runs it) -> outputs/bench/test_suite.json, then BENCHMARKS.md.
+bench-suite: setup browser
+	python tests/benchmarks/bench_suite.py
+	python tests/benchmarks/report.py
 
 lab: setup
 	jupyter lab notebooks/

@@ -1,0 +1,177 @@
+"""Shared helpers of the benchmark sections: the machine, best-of-N timing, commands measured for wall time and
+peak memory, and writing a section's JSON (`outputs/bench/<section>.json`, rendered by report.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter in every section and its commands
+
+REPO = Path(__file__).resolve().parents[2]
+OUT_DIR = REPO / "outputs" / "bench"
+REQUIRED = ("section", "title", "order", "command", "columns", "rows", "notes", "targets")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def total_ram_gib() -> float | None:
+    """Total physical memory in GiB (None where the OS does not say)."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def environment() -> dict:
+    """mnist_lib.training.environment() (versions, threads, devices) plus the CPU model, the total RAM and the load
+    average when the section was written (other work on the machine slows every figure)."""
+    from mnist_lib import training  # imports TensorFlow: only when a section is written, never while timing
+
+    return {**training.environment(), "cpu_model": cpu_model(), "ram_gib": total_ram_gib(), "platform": platform.platform(),
+            "load_average": [round(value, 2) for value in os.getloadavg()]}  # other work on the machine (1, 5, 15 min)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The best of several timed calls, every time taken, and the last call's result."""
+
+    best: float
+    times: tuple[float, ...]
+    result: Any = None
+
+
+def timed(fn: Callable[[], Any], repeats: int = 3, setup: Callable[[], Any] | None = None) -> Timing:
+    """Call `fn` `repeats` times (with `setup` untimed before each call) and keep the fastest wall time (perf_counter)."""
+    times, result = [], None
+    for _ in range(repeats):
+        if setup:
+            setup()
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return Timing(min(times), tuple(times), result)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One command: wall seconds, peak resident memory of its largest process, exit status and output."""
+
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tool_env() -> dict[str, str]:
+    """This environment's scripts (mnist, dvc, pytest) first on PATH, TensorFlow quiet, as `make` does."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+
+
+def run_command(args: list[str], cwd: str | Path | None = None, timeout: float | None = None, check: bool = True) -> Measured:
+    """Run a command and measure it. The peak RSS is Linux's ru_maxrss from wait4: the largest single process of the
+    command's tree (a process counts once its parent has waited for it), not the sum of processes alive together."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(args, cwd=cwd, env=tool_env(), stdout=out, stderr=err)
+        timer = threading.Timer(timeout, process.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            if timer:
+                timer.cancel()
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = Measured(seconds, usage.ru_maxrss / 1024, process.returncode,
+                        out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(map(str, args))} exited {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done
+
+
+def timed_command(args: list[str], repeats: int = 3, cwd: str | Path | None = None, timeout: float | None = None) -> Measured:
+    """The fastest of `repeats` runs of a command (its peak RSS is the largest seen)."""
+    runs = [run_command(args, cwd, timeout) for _ in range(repeats)]
+    best = min(runs, key=lambda run: run.seconds)
+    return Measured(best.seconds, max(run.peak_rss_mib for run in runs), best.returncode, best.stdout, best.stderr)
+
+
+def command_line(script: str | Path, argv: list[str] | None) -> str:
+    """The command that reproduces a section: `python tests/benchmarks/NAME.py` and the arguments it was given."""
+    script = Path(script).resolve()
+    shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
+    return shlex.join(["python", shown.as_posix(), *(argv if argv is not None else sys.argv[1:])])
+
+
+def ratio(slow: float | None, fast: float | None) -> str:
+    """`slow / fast` as a speed-up such as '4.6x' (empty when either is missing)."""
+    if not slow or not fast:
+        return ""
+    value = slow / fast
+    return f"{value:.1f}x" if value >= 1.95 else f"{value:.2f}x"
+
+
+def write_section(section: dict, out_dir: str | Path | None = None, filename: str | None = None) -> Path:
+    """Fill in `measured_at` (UTC) and `environment`, check the schema's keys and write `<section>.json` into
+    `out_dir` (default: outputs/bench of this repo); return the path."""
+    missing = [key for key in REQUIRED if key not in section]
+    if missing:
+        raise ValueError(f"a benchmark section needs {', '.join(missing)}")
+    widths = {len(row) for row in section["rows"]}
+    if widths - {len(section["columns"])}:
+        raise ValueError(f"section {section['section']}: rows of {sorted(widths)} cells for {len(section['columns'])} columns")
+    section = {**section, "measured_at": section.get("measured_at") or utc_now(),
+               "environment": section.get("environment") or environment()}
+    out_dir = Path(out_dir) if out_dir else OUT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / (filename or f"{section['section']}.json")
+    path.write_text(json.dumps(section, indent=2) + "\n")
+    print(f"{section['title']}: -> {path}")
+    return path
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with a Z, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def evict(paths: list[Path]) -> bool:
+    """Ask the kernel to drop these files from the page cache (posix_fadvise DONTNEED; no root needed), so the next
+    read comes from the disk; False where the OS cannot."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return True

@@ -1,0 +1,105 @@
+"""The benchmark sections run end to end on tiny real inputs (digits drawn with Pillow, written as IDX files, then as a
+Kaggle CSV and JPG files by the section itself), write JSON in the shared schema, and report.py renders them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import bench_data
+import bench_pipeline
+import bench_suite
+import benchlib
+import report
+from conftest import write_tiny_mnist
+
+
+def check_schema(section: dict, name: str) -> None:
+    """The keys every section JSON has, with the types report.py relies on."""
+    assert section["section"] == name and isinstance(section["title"], str) and isinstance(section["order"], int)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", section["measured_at"])
+    assert section["command"].startswith("python tests/benchmarks/bench_")
+    env = section["environment"]
+    assert {"cpu_model", "ram_gib", "cpu_count", "python", "tensorflow", "keras", "numpy", "load_average"} <= set(env)
+    assert env["cpu_model"] and env["ram_gib"] > 0
+    assert section["rows"] and all(len(row) == len(section["columns"]) for row in section["rows"])
+    assert all(isinstance(note, str) for note in section["notes"])
+    assert all(set(t) == {"target", "measured", "met"} and isinstance(t["met"], bool) for t in section["targets"])
+
+
+@pytest.fixture(scope="module")
+def data_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The data section on 300 + 100 drawn digits: a 200-row CSV and 120 JPG files generated from them."""
+    root = tmp_path_factory.mktemp("bench_data")
+    write_tiny_mnist(root / "raw")
+    assert bench_data.main(["--raw-dir", str(root / "raw"), "--work-dir", str(root / "work"), "--rows", "200",
+                            "--files", "120", "--repeats", "1", "--naive-repeats", "1", "--out", str(root / "out")]) == 0
+    return root, json.loads((root / "out" / "data.json").read_text())
+
+
+def test_data_section_compares_each_reader_with_the_naive_way(data_run):
+    root, section = data_run
+    check_schema(section, "data")
+    assert section["columns"][:4] == ["what", "mnist_lib (s)", "naive (s)", "speed-up"]
+    labels = [row[0] for row in section["rows"]]
+    assert labels[1:] == ["parse IDX images + labels, 400 images", "Kaggle CSV, 200 rows", "JPG class folders, 120 files"]
+    assert all(row[1] > 0 and row[2] > 0 and row[3].endswith("x") for row in section["rows"])
+    assert [t["target"] for t in section["targets"]] == ["Kaggle CSV of 200 rows < 2 s"]
+    assert len((root / "work" / "kaggle_200" / "train.csv").read_text().splitlines()) == 201
+    assert len(list((root / "work" / "jpg_120" / "train").glob("*/*.jpg"))) == 120
+    assert not list((root / "work").glob("fetch-*"))  # the fetch scratch folders are removed
+
+
+@pytest.mark.slow
+def test_pipeline_section_times_a_stage_through_dvc_and_in_one_process(tmp_path):
+    write_tiny_mnist(tmp_path / "raw")
+    assert bench_pipeline.main(["--raw-dir", str(tmp_path / "raw"), "--stages", "eda", "--notebooks", "--repeats", "1",
+                                "--stage-repeats", "1", "--noop-in", "copy", "--out", str(tmp_path / "out")]) == 0
+    section = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    check_schema(section, "pipeline")
+    rows = {row[0].split(" (")[0]: row for row in section["rows"]}
+    assert rows["no-op `dvc repro`"][1] > 0
+    assert rows["fixed cost per notebook: empty notebook"][1] > rows["fixed cost per notebook: empty notebook"][2]
+    eda = rows["stage eda"]
+    assert eda[1] > eda[4] > 0 and eda[2] > 0 and eda[5] > 50  # outside the cells is part of the stage; MiB of the kernel
+    assert [t["target"].split(" <=")[0] for t in section["targets"]] == [
+        "no-op `dvc repro`", "kernel start + imports", "pipeline overhead", "pipeline overhead"]
+
+
+def test_suite_section_times_pytest(tmp_path):
+    assert bench_suite.main(["--out", str(tmp_path), "tests/test_paths.py"]) == 0
+    section = json.loads((tmp_path / "test_suite.json").read_text())
+    check_schema(section, "suite")
+    assert section["rows"][0][2:5] == [3, 0, 0] and section["seconds"] > 0
+
+
+def test_report_renders_every_section_the_targets_and_what_is_not_measured(data_run, tmp_path):
+    root, data = data_run
+    idle = {**data, "environment": {**data["environment"], "load_average": [0.1, 0.1, 0.1]}}
+    benchlib.write_section({"section": "inference", "title": "Inference", "order": 60, "command": "python x.py",
+                            "columns": ["what", "seconds", "images/s"], "rows": [["cnn_small, batch 1,000", 0.8123, 12345.6]],
+                            "notes": ["best of 3"], "targets": [{"target": "fast", "measured": "9 s", "met": False}],
+                            "environment": idle["environment"]}, tmp_path)
+    (tmp_path / "data.json").write_text(json.dumps(idle))
+    (tmp_path / "notes.json").write_text('{"not": "a section"}')
+    output = tmp_path / "BENCHMARKS.md"
+    assert report.main(["--bench-dir", str(tmp_path), "--output", str(output), "--expect", "data training inference"]) == 0
+    text = output.read_text()
+    assert "same run on the same machine" in text and data["environment"]["cpu_model"] in text
+    assert f"TensorFlow {data['environment']['tensorflow']}" in text
+    targets = text[text.index("## Targets"):text.index("## Data loading")]
+    assert "| Data loading | Kaggle CSV of 200 rows < 2 s |" in targets and "| Inference | fast | 9 s | **missed** |" in targets
+    order = [text.index(heading) for heading in ("## Data loading", "## training", "## Inference", "## suite")]
+    assert order == sorted(order)
+    assert "Not measured yet: run `make bench SECTIONS=training`." in text
+    assert "Not measured yet: run `make bench-suite`." in text
+    assert "| cnn_small, batch 1,000 | 0.812 | 12,346 |" in text
+    assert "`python tests/benchmarks/bench_data.py --raw-dir" in text and "- best of 3" in text
+    assert "busy" not in text
+    busy = {**data["environment"], "load_average": [9.0, 9.0, 9.0], "cpu_count": 2}
+    benchlib.write_section({**json.loads((tmp_path / "inference.json").read_text()), "environment": busy}, tmp_path)
+    report.main(["--bench-dir", str(tmp_path), "--output", str(output)])
+    assert output.read_text().count("**The machine was busy:**") == 1

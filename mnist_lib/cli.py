@@ -172,12 +172,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _loaded_errors() -> tuple[type[Exception], ...]:
+    """The user-error classes of the mnist_lib modules this command imported (only those can have raised one);
+    importing the others just to catch their errors would add seconds to `mnist predict`."""
+    found = []
+    for module, name in (("mnist_lib.fetch", "FetchError"), ("mnist_lib.notebooks", "NotebookError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one sub-command; a user error prints one message and exits 1."""
-    from mnist_lib.datasets import DatasetError
-    from mnist_lib.fetch import FetchError
-    from mnist_lib.notebooks import NotebookError
-
     args = parser().parse_args(argv)
     if getattr(args, "jobs", 1) < 1:
         print("mnist sweep: error: --jobs must be at least 1", file=sys.stderr)
@@ -187,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = args.handler(args)
-    except (DatasetError, FetchError, NotebookError, ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # DatasetError is a ValueError
+        if not isinstance(err, (ValueError, FileNotFoundError, *_loaded_errors())):
+            raise
         print(f"mnist {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -30,3 +30,13 @@ def test_pca_projects_a_seeded_sample_on_two_components():
     again, picked_again, _ = eda.pca_2d(data.images, sample=100, seed=0)
     assert points.shape == (100, 2) and np.array_equal(picked, picked_again) and np.allclose(points, again)
     assert explained[0] >= explained[1] > 0 and explained.sum() < 1
+
+
+def test_pca_matches_the_singular_value_decomposition():
+    data = tiny(120, 3)
+    points, picked, explained = eda.pca_2d(data.images, sample=100, seed=0)
+    flat = data.images[picked].reshape(len(picked), -1).astype(np.float32) / 255
+    centered = flat - flat.mean(axis=0)
+    _, singular, components = np.linalg.svd(centered, full_matrices=False)
+    np.testing.assert_allclose(explained, (singular**2 / (singular**2).sum())[:2], rtol=1e-3)
+    np.testing.assert_allclose(np.abs(points), np.abs(centered @ components[:2].T), atol=1e-3)  # up to each axis' sign

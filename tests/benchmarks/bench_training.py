@@ -70,12 +70,15 @@ class TestAccuracyClock(keras.callbacks.Callback):
         return next((seconds for seconds, accuracy in self.points if accuracy >= threshold), None)
 
 
+def read_raw(path: Path) -> bytes:
+    """The bytes of an IDX file, plain or gzip-compressed (`path` or `path`.gz)."""
+    return path.read_bytes() if path.is_file() else gzip.decompress(path.with_name(path.name + ".gz").read_bytes())
+
+
 def read_idx_float64(raw_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """The reference notebook's loading: the training IDX files into a float64 array scaled to [0, 1]."""
-    with gzip.open(raw_dir / "train-images-idx3-ubyte.gz") as stream:
-        images = np.frombuffer(stream.read(), np.uint8, offset=16)
-    with gzip.open(raw_dir / "train-labels-idx1-ubyte.gz") as stream:
-        labels = np.frombuffer(stream.read(), np.uint8, offset=8)
+    images = np.frombuffer(read_raw(raw_dir / "train-images-idx3-ubyte"), np.uint8, offset=16)
+    labels = np.frombuffer(read_raw(raw_dir / "train-labels-idx1-ubyte"), np.uint8, offset=8)
     images = images.reshape(len(labels), 28, 28, 1)
     return images / 255.0, labels.astype(np.int64)
 

@@ -46,13 +46,17 @@ class EpochClock(keras.callbacks.Callback):
 
 class TestAccuracyClock(keras.callbacks.Callback):
     """Every `every` training steps, stop the clock, measure test accuracy, note (training seconds, accuracy), and
-    restart the clock; end training once every threshold is reached. Training seconds count from `started`."""
+    restart the clock; with `stop`, end training once every threshold is reached. Training seconds count from
+    `started`; `total` is the whole run's, without the evaluations."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, every: int, started: float):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, every: int, started: float, stop: bool = True):
         super().__init__()
-        self.images, self.labels, self.every = images.astype(np.float32), labels, every
-        self.started, self.paused, self.steps = started, 0.0, 0
+        self.images, self.labels, self.every, self.stop = images.astype(np.float32), labels, every, stop
+        self.started, self.paused, self.steps, self.total = started, 0.0, 0, None
         self.points: list[tuple[float, float]] = []
+
+    def on_train_end(self, logs=None):
+        self.total = time.perf_counter() - self.started - self.paused
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
@@ -62,7 +66,7 @@ class TestAccuracyClock(keras.callbacks.Callback):
         accuracy = float((self.model.predict(self.images, batch_size=2000, verbose=0).argmax(axis=1) == self.labels).mean())
         self.points.append((now - self.started - self.paused, accuracy))
         self.paused += time.perf_counter() - now
-        if accuracy >= max(THRESHOLDS):
+        if self.stop and accuracy >= max(THRESHOLDS):
             self.model.stop_training = True
 
     def time_to(self, threshold: float) -> float | None:
@@ -148,18 +152,18 @@ def recipe_speed(train, val, raw_dir: Path) -> tuple[list, float]:
     return rows, speedup
 
 
-def time_to_accuracy(train, val, test, raw_dir: Path) -> tuple[list, list]:
-    """Training seconds to 99.0% and 99.5% test accuracy: the default recipe vs the reference recipe."""
-    every_images = 13_500  # a quarter of an epoch
+def time_to_accuracy(train, val, test, raw_dir: Path, every_images: int = 13_500) -> tuple[list, list]:
+    """Training seconds to 99.0% and 99.5% test accuracy, test evaluated every `every_images` training images (a
+    quarter epoch): the default recipe vs the reference recipe."""
     started = time.perf_counter()
     images, labels = read_idx_float64(raw_dir)
     images, labels = images[: len(train)], labels[: len(train)]
-    reference = TestAccuracyClock(test.images, test.labels, round(every_images / 64), started)
+    reference = TestAccuracyClock(test.images, test.labels, max(1, round(every_images / 64)), started)
     reference_fit(images, labels, 10, [reference])
     values, _ = params.load_files(["params/train.yaml"])
     config = training.TrainConfig(**values)
     started = time.perf_counter()
-    default = TestAccuracyClock(test.images, test.labels, round(every_images / config.batch_size), started)
+    default = TestAccuracyClock(test.images, test.labels, max(1, round(every_images / config.batch_size)), started, stop=False)
     with tempfile.TemporaryDirectory() as out:
         training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[default])
     rows, targets = [], []
@@ -172,8 +176,10 @@ def time_to_accuracy(train, val, test, raw_dir: Path) -> tuple[list, list]:
             met = bool(ref and ours and ours / ref <= TIME_TARGET)
             targets.append({"target": f"time to 99.0% test: default <= {TIME_TARGET}x the reference recipe",
                             "measured": f"{ratio}x ({ours and round(ours)} s vs {ref and round(ref)} s)", "met": met})
-    best = [f"{max(a for _, a in clock.points):.2%}" for clock in (default, reference)]
-    rows.append(["best seen (for reference)", best[0], best[1], ""])
+    rows.append(["last evaluation (accuracy)", f"{default.points[-1][1]:.2%}", f"{reference.points[-1][1]:.2%}", ""])
+    rows.append(["whole run (s, evaluations excluded)", f"{default.total:.0f}", f"{reference.total:.0f}", ""])
+    targets.append({"target": "default recipe trains in <= 600 s on this CPU", "measured": f"{default.total:.0f} s "
+                    f"(seed {config.seed}, {config.epochs} epochs, data loading included)", "met": default.total <= 600})
     return rows, targets
 
 
@@ -184,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, help="where the section's JSON goes (default: outputs/bench)")
     parser.add_argument("--raw-dir", type=Path, default=Path("outputs/data/raw"))
     parser.add_argument("--models", nargs="+", default=sorted(models.MODELS), help="registry names (default: all)")
+    parser.add_argument("--every-images", type=int, default=13_500, help="test evaluated after this many images")
     parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the throughput tables (minutes)")
     args = parser.parse_args(argv)
     train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
@@ -197,18 +204,24 @@ def main(argv: list[str] | None = None) -> int:
         f"Reference recipe (cnn_small, batch 64, Adam 1e-3): one epoch over the {len(train):,} training images. "
         f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[3]}" for r in recipe_rows) + ".",
     ]
-    targets = []
-    if not args.skip_time_to_accuracy:
-        tta_rows, targets = time_to_accuracy(train, val, test, args.raw_dir)
-        notes.append("Time to accuracy (training seconds, test evaluated every quarter epoch with the clock stopped; "
-                     "data loading and model building included): " + "; ".join(
-                         f"{r[0]}: default {r[1]} s, reference {r[2]} s, ratio {r[3]}" for r in tta_rows))
     benchlib.write_section({
         "section": "training", "title": "Training speed", "order": 20,
-        "command": "python tests/benchmarks/bench_training.py",
-        "columns": ["model / recipe", "train images/s", "epoch s"],
-        "rows": rows, "notes": notes, "targets": targets,
+        "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
+        "columns": ["model / recipe", "train images/s", "epoch s"], "rows": rows, "notes": notes, "targets": [],
     }, args.out_dir)
+    if not args.skip_time_to_accuracy:
+        tta_rows, targets = time_to_accuracy(train, val, test, args.raw_dir, args.every_images)
+        benchlib.write_section({
+            "section": "time_to_accuracy", "title": "Time to test accuracy: default recipe vs reference recipe", "order": 25,
+            "command": "python tests/benchmarks/bench_training.py",
+            "columns": ["milestone", "default recipe (params/train.yaml)", "reference recipe (plain Keras)", "ratio"],
+            "rows": tta_rows, "targets": targets,
+            "notes": ["Training seconds from the start of data loading, with the clock stopped while the test split is "
+                      "evaluated every quarter epoch (this benchmark's only use of it: it selects nothing).",
+                      "The reference recipe (cnn_small, batch 64, Adam 1e-3, float64 arrays, plain model.fit) stops at "
+                      "99.5% or after its 10 epochs; the default runs its whole schedule, so its whole-run time is "
+                      "its training time."],
+        }, args.out_dir)
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import benchlib
 
 HERE = Path(__file__).resolve().parent
-KNOWN_ORDER = {"data": 10, "training": 20, "accuracy": 30, "pipeline": 40, "inference": 60, "suite": 90}
+KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 30, "pipeline": 40, "inference": 60, "suite": 90}
 COMMANDS = {"suite": "make bench-suite", "accuracy": "make bench SECTIONS=accuracy (hours)"}
 RULE = ("Every ratio compares two things measured in the same run on the same machine; absolute times are for "
         "reference only: they depend on the machine and on whatever else it was doing (see the load average).")

@@ -20,6 +20,7 @@ from mnist_lib.datasets import Dataset
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
     """A split folder (train 200, val 60, test 60 drawn digits) and a raw folder of gzip IDX files."""
     root = tmp_path_factory.mktemp("bench")
+    (root / "split").mkdir()
     for name, count, seed in (("train", 200, 1), ("val", 60, 2), ("test", 60, 3)):
         images, labels = draw_digits(count, seed)
         split.save_split(root / "split", name, Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789")))
@@ -38,6 +39,16 @@ def test_training_benchmark_times_each_model_and_the_reference_recipe_both_ways(
     assert labels[3].startswith("reference recipe, plain Keras") and labels[4].startswith("reference recipe through mnist_lib")
     assert all(float(row[1].replace(",", "")) > 0 for row in section["rows"])
     assert "x the plain-Keras speed" in section["notes"][1]
+
+
+def test_time_to_accuracy_runs_both_recipes_and_writes_its_own_section(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    split_dir, raw_dir = tiny
+    train, val, test = (split.load_split(split_dir, name) for name in ("train", "val", "test"))
+    rows, targets = bench_training.time_to_accuracy(train, val, test, raw_dir, every_images=100)
+    assert [row[0] for row in rows] == ["99.0%", "99.5%", "last evaluation (accuracy)", "whole run (s, evaluations excluded)"]
+    assert float(rows[3][1]) > 0 and float(rows[3][2]) > 0
+    assert [t["target"].split(":")[0] for t in targets] == ["time to 99.0% test", "default recipe trains in <= 600 s on this CPU"]
 
 
 def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold():

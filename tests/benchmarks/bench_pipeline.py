@@ -160,6 +160,14 @@ def stage_runs(copy: Path, stages: list[str], repeats: int) -> tuple[dict[str, d
     return best, per_stage, benchlib.Measured(fastest.seconds, max(run.peak_rss_mib for run in wholes), 0, "", "")
 
 
+def real_fit_seconds() -> float:
+    """The training time of the last real `dvc repro` (outputs/train/summary.json), which the stage runs here cut short."""
+    summary = benchlib.REPO / "outputs" / "train" / "summary.json"
+    if not summary.is_file():
+        raise SystemExit(f"{summary} is missing: run `make pipeline` first, or pass --real-train-s SECONDS")
+    return float(json.loads(summary.read_text())["fit_seconds"])
+
+
 def suite_row(bench_dir: Path) -> list | None:
     """The test suite's wall time from test_suite.json (`make bench-suite`), when it was measured."""
     path = bench_dir / "test_suite.json"
@@ -181,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-repeats", type=int, default=2, help="rounds of stage runs (pipeline and one process)")
     parser.add_argument("--noop-in", choices=("repo", "copy"), default="repo",
                         help="where the no-op repro is timed (repo: this repo when it is up to date, else the copy)")
-    parser.add_argument("--real-train-s", type=float, default=140.0, help="the train stage's compute in `make pipeline`")
-    parser.add_argument("--real-evaluate-s", type=float, default=20.0, help="the evaluate stage's compute in `make pipeline`")
+    parser.add_argument("--real-train-s", type=float, help="the train stage's compute in `make pipeline` (default: "
+                        "fit_seconds in outputs/train/summary.json, the last real run's)")
     parser.add_argument("--work-dir", type=Path, help="where the copy goes (default: a temp folder, removed after)")
     parser.add_argument("--out", type=Path, help="where the section's JSON goes (default: outputs/bench)")
     args = parser.parse_args(argv)
@@ -224,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(suite)
 
     share = (pipeline_s - whole.seconds) / whole.seconds
-    eda_split = sum(per_stage.get(stage, 0.0) for stage in ("eda", "split"))
-    real_compute = eda_split + args.real_train_s + args.real_evaluate_s
+    eda_split = sum(per_stage.get(stage, 0.0) for stage in ("eda", "split", "evaluate"))
+    real_train_s = args.real_train_s or real_fit_seconds()
+    real_compute = eda_split + real_train_s
     real_share = sum(overhead.values()) / real_compute
     notebooks_run = [case for case in fixed if case["plain"] is not None]
     worst = max(notebooks_run[1:] or notebooks_run, key=lambda case: case["runner"].seconds)
@@ -270,10 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Overhead of this run: (sum of the stage runs - the whole one-process run) / the one-process run. Each "
             f"stage run pays one DVC start (about the no-op time) that a single `dvc repro` pays once.",
             f"Extrapolated: the per-stage overheads ({sum(overhead.values()):.1f} s, report included) do not grow "
-            f"with epochs, so they are set against `make pipeline`'s compute: eda and split as measured here in one "
-            f"process ({eda_split:.1f} s) + train {args.real_train_s:g} s + evaluate {args.real_evaluate_s:g} s (the full "
-            "10-epoch training and its evaluation as `make pipeline` timed them on this machine; --real-train-s, "
-            "--real-evaluate-s).",
+            f"with epochs, so they are set against `make pipeline`'s compute: eda, split and evaluate as measured here "
+            f"in one process ({eda_split:.1f} s) + the full training, {real_train_s:.0f} s (fit_seconds of the last real "
+            "`dvc repro` in outputs/train/summary.json, or --real-train-s).",
             "Peak RSS: ru_maxrss from wait4 of each command: the largest single process of its tree (for a stage, the "
             "kernel), not the sum of the processes alive at once; the largest over the rounds.",
             "Test suite: not measured; run `make bench-suite` (as long as the suite) and then this section again."

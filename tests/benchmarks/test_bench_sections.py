@@ -57,7 +57,8 @@ def test_data_section_compares_each_reader_with_the_naive_way(data_run):
 def test_pipeline_section_times_a_stage_through_dvc_and_in_one_process(tmp_path):
     write_tiny_mnist(tmp_path / "raw")
     assert bench_pipeline.main(["--raw-dir", str(tmp_path / "raw"), "--stages", "eda", "--notebooks", "--repeats", "1",
-                                "--stage-repeats", "1", "--noop-in", "copy", "--out", str(tmp_path / "out")]) == 0
+                                "--stage-repeats", "1", "--noop-in", "copy", "--out", str(tmp_path / "out"),
+                                "--real-train-s", "100"]) == 0
     section = json.loads((tmp_path / "out" / "pipeline.json").read_text())
     check_schema(section, "pipeline")
     rows = {row[0].split(" (")[0]: row for row in section["rows"]}

@@ -41,6 +41,9 @@ def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return done
 
 
+TRAIN_DEFAULTS = yaml.safe_load((REPO / "params" / "train.yaml").read_text())
+
+
 def ran(output: str) -> list[str]:
     """Stages `dvc repro` ran, in order."""
     return re.findall(r"Running stage '(\w+)'", output)
@@ -176,7 +179,7 @@ def test_each_kind_of_change_makes_exactly_its_own_stages_stale(repo):
         "library module": (repo / "mnist_lib" / "evaluation.py", "EPSILON = 1e-7", "EPSILON = 1e-7  # unchanged value", {"evaluate"}),
         "shared library module": (repo / "mnist_lib" / "plots.py", '"""', '"""Figures. ', {"eda", "split", "train", "evaluate"}),
         "eda parameter": (repo / "params" / "eda.yaml", "sample_size: 200", "sample_size: 150", {"eda"}),
-        "train parameter": (repo / "params" / "train.yaml", "learning_rate: 0.001", "learning_rate: 0.002", {"train"}),
+        "train parameter": (repo / "params" / "train.yaml", "lr_decay: 0.9", "lr_decay: 0.8", {"train"}),
     }
     for what, (path, old, new, expected) in changes.items():
         original = edit(path, old, new)
@@ -221,7 +224,7 @@ def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
 
 
 def test_reverting_train_params_restores_every_output_from_the_run_cache(repo):
-    set_params(repo, "train", epochs=1, batch_size=64)  # the first repro's values
+    set_params(repo, "train", epochs=1, batch_size=TRAIN_DEFAULTS["batch_size"])  # the first repro's values
     done = sh(["dvc", "repro"], repo)
     assert ran(done.stdout) == []
     for stage in ("train", "evaluate", "report"):
@@ -261,7 +264,7 @@ def test_a_second_concurrent_repro_is_refused_and_the_first_finishes_cleanly(rep
 def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
     sh(["git", "add", "-A"], repo)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "baseline"], repo)
-    sh(["dvc", "exp", "run", "--queue", "-n", "faster", "-S", "params/train.yaml:learning_rate=0.003"], repo)
+    sh(["dvc", "exp", "run", "--queue", "-n", "faster", "-S", "params/train.yaml:learning_rate=0.006"], repo)
     sh(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600
     while not re.search(r"faster\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
@@ -269,5 +272,5 @@ def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
         time.sleep(2)
     assert re.search(r"faster\s.*Success", status), sh(["dvc", "queue", "logs", "faster"], repo, check=False).stdout[-3000:]
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], repo).stdout))}
-    assert rows["faster"]["learning_rate"] == "0.003" and 0.0 <= float(rows["faster"]["test_accuracy"]) <= 1.0
-    assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["learning_rate"] == 0.001  # workspace untouched
+    assert rows["faster"]["learning_rate"] == "0.006" and 0.0 <= float(rows["faster"]["test_accuracy"]) <= 1.0
+    assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["learning_rate"] == TRAIN_DEFAULTS["learning_rate"]  # workspace untouched

@@ -117,7 +117,7 @@ def test_run_ids_are_readable_stable_and_follow_every_value(tmp_path):
     changed = sweeps.load(write_sweep(tmp_path, "ids", fixed={"epochs": 2}, grid={"learning_rate": [0.001, 0.01],
                                                                                   "seed": [1, 2]}), REPO)
     assert not set(ids) & {run.run_id for run in changed.runs}  # another base value: other runs
-    assert first.runs[0].values[0]["epochs"] == 1 and first.runs[0].values[0]["model"] == "cnn_small"
+    assert first.runs[0].values[0]["epochs"] == 1 and first.runs[0].values[0]["model"] == "cnn_strong"
     assert "epochs" not in first.runs[0].values[1]  # evaluate does not declare epochs
 
 

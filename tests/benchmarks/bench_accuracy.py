@@ -160,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, help="where the section's JSON goes (default: outputs/bench)")
     parser.add_argument("--runs-dir", type=Path, default=Path("outputs/bench/accuracy_runs"))
     parser.add_argument("--force", action="store_true", help="rerun finished (recipe, seed) runs")
+    parser.add_argument("--table-only", action="store_true", help="train nothing: write the table of the finished runs")
     args = parser.parse_args(argv)
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     for recipe in args.recipes:
         recipe_config(recipe, 0)  # every recipe's parameters are checked before any training starts
-    for recipe in args.recipes:
+    for recipe in [] if args.table_only else args.recipes:
         for seed in args.seeds:
             path = args.runs_dir / f"{recipe}-seed{seed}.json"
             if path.is_file() and not args.force:

@@ -75,6 +75,9 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tm
     capsys.readouterr()
     assert bench_accuracy.main(argv) == 0
     assert capsys.readouterr().out.count("done before") == 2
+    (tmp_path / "accuracy.json").unlink()
+    assert bench_accuracy.main(["--table-only", "--recipes", "default", *argv[5:]]) == 0  # trains nothing
+    assert json.loads((tmp_path / "accuracy.json").read_text())["rows"] == section["rows"]
 
 
 def test_every_recipe_names_a_profile_that_exists():

@@ -252,6 +252,11 @@ def resume_path(out_dir: str | Path, member: int | None = None) -> Path:
     return out_dir.with_name(out_dir.name + ("" if member is None else f".member{member}") + ".resume.npz")
 
 
+def history_path(out_dir: str | Path, member: int | None = None) -> Path:
+    """The CSV `fit` logs epochs to: history.csv, or history.member<k>.csv for ensemble member k."""
+    return Path(out_dir) / ("history.csv" if member is None else f"history.member{member}.csv")
+
+
 def resume_fingerprint(model: keras.Model, train: Dataset, val: Dataset, config: TrainConfig, seed: int | None = None) -> dict:
     """What a resume state must have been saved with: configuration and seed, variable shapes, data digests, versions."""
     return {
@@ -357,7 +362,7 @@ def fit(
     column. `seed` (default `config.seed`) orders and augments the batches; `keep_state` keeps the final state
     (an ensemble keeps finished members until all are done); `callbacks` are added last."""
     out_dir = Path(out_dir)
-    history_csv = out_dir / ("history.csv" if member is None else f"history.member{member}.csv")
+    history_csv = history_path(out_dir, member)
     seed = config.seed if seed is None else seed
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     compile_model(model, config, steps_per_epoch)
@@ -437,7 +442,7 @@ def train(
     if not single:
         for member in range(config.ensemble_size):
             resume_path(out_dir, member).unlink(missing_ok=True)
-            (out_dir / f"history.member{member}.csv").unlink(missing_ok=True)
+            history_path(out_dir, member).unlink(missing_ok=True)
         history.to_csv(out_dir / "history.csv", index=False)
     history.attrs.update(
         fit_seconds=seconds,

@@ -41,14 +41,16 @@ def test_training_benchmark_times_each_model_and_the_reference_recipe_both_ways(
     assert "x the plain-Keras speed" in section["notes"][1]
 
 
-def test_time_to_accuracy_runs_both_recipes_and_writes_its_own_section(tiny, tmp_path, monkeypatch):
+def test_time_to_accuracy_runs_the_fast_profile_the_default_and_the_reference_recipe(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     split_dir, raw_dir = tiny
     train, val, test = (split.load_split(split_dir, name) for name in ("train", "val", "test"))
     rows, targets = bench_training.time_to_accuracy(train, val, test, raw_dir, every_images=100)
     assert [row[0] for row in rows] == ["99.0%", "99.5%", "last evaluation (accuracy)", "whole run (s, evaluations excluded)"]
-    assert float(rows[3][1]) > 0 and float(rows[3][2]) > 0
+    assert all(len(row) == 6 for row in rows)  # milestone, fast, default, reference, and the two ratios
+    assert all(float(seconds) > 0 for seconds in rows[3][1:4])
     assert [t["target"].split(":")[0] for t in targets] == ["time to 99.0% test", "default recipe trains in <= 600 s on this CPU"]
+    assert targets[0]["target"].endswith("fast profile <= 0.5x the reference recipe")
 
 
 def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold():

@@ -31,8 +31,6 @@ def check_model_name(name: str) -> str:
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> keras.Model:
     """Build registered model `name` for images of `input_shape` and `num_classes` classes."""
     model = MODELS[check_model_name(name)](tuple(input_shape), num_classes, **options)
-    if keras.mixed_precision.global_policy().compute_dtype != "float32":  # mixed precision: float32 softmax out
-        model = keras.Model(model.inputs, layers.Activation("linear", dtype="float32", name="float32_out")(model.outputs[0]))
     model.name = name
     return model
 
@@ -69,6 +67,12 @@ def _scaled_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor,
     return inputs, layers.Rescaling(1.0 / 255, name="scale")(inputs)
 
 
+def _classifier(num_classes: int) -> layers.Dense:
+    """Every model's output layer: logits and softmax in float32, also under a mixed-precision policy (where
+    the layers before it compute in float16 or bfloat16); `training.calibrate` rescales its weights."""
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")
+
+
 def _sequential(input_shape: tuple[int, int, int], body: list[layers.Layer]) -> keras.Model:
     inputs, x = _scaled_input(input_shape)
     for layer in body:
@@ -83,7 +87,7 @@ def mlp(input_shape, num_classes, hidden_activation: str = "relu") -> keras.Mode
     return _sequential(input_shape, [
         layers.Flatten(),
         layers.Dense(width, activation=hidden_activation),
-        layers.Dense(num_classes, activation="softmax"),
+        _classifier(num_classes),
     ])
 
 
@@ -96,7 +100,7 @@ def baseline(input_shape, num_classes) -> keras.Model:
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.2),
-        layers.Dense(num_classes, activation="softmax"),
+        _classifier(num_classes),
     ])
 
 
@@ -111,7 +115,7 @@ def cnn_small(input_shape, num_classes) -> keras.Model:
         layers.Conv2D(64, 3, activation="relu"),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
+        _classifier(num_classes),
     ])
 
 
@@ -132,7 +136,7 @@ def cnn_strong(input_shape, num_classes, dropout: float = 0.3) -> keras.Model:
     x = layers.Dropout(dropout)(x)
     x = _conv_bn(x, 128, 3)
     x = layers.Dropout(dropout)(layers.Flatten()(x))
-    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
+    return keras.Model(inputs, _classifier(num_classes)(x))
 
 
 @register("cnn_kaggle")
@@ -150,7 +154,7 @@ def cnn_kaggle(input_shape, num_classes) -> keras.Model:
         layers.Flatten(),
         layers.Dense(256, activation="relu"),
         layers.Dropout(0.5),
-        layers.Dense(num_classes, activation="softmax"),
+        _classifier(num_classes),
     ])
 
 
@@ -164,5 +168,5 @@ def cnn_wide(input_shape, num_classes) -> keras.Model:
         layers.Dropout(0.25),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
+        _classifier(num_classes),
     ])

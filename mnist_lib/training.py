@@ -51,6 +51,7 @@ class TrainConfig:
     tta: bool = False
     hidden_activation: str = "relu"
     precision: str = "float32"
+    temperature_scaling: bool = True
 
     def __post_init__(self) -> None:
         models.check_model_name(params.require_str("model", self.model))
@@ -72,6 +73,7 @@ class TrainConfig:
         params.require_bool("tta", self.tta)
         params.require_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
         params.require_choice("precision", self.precision, PRECISIONS)
+        params.require_bool("temperature_scaling", self.temperature_scaling)
 
     @property
     def augments(self) -> bool:
@@ -407,6 +409,39 @@ def fit(
     return history
 
 
+def _nll(logits: np.ndarray, labels: np.ndarray, beta: float) -> float:
+    """Mean negative log-likelihood of softmax(beta * logits) for the true labels."""
+    scaled = beta * logits
+    top = scaled.max(axis=1)
+    log_norm = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
+    return float(np.mean(log_norm - scaled[np.arange(len(labels)), labels]))
+
+
+def calibrate(model: keras.Model, val: Dataset) -> dict:
+    """Temperature scaling (Guo et al., 2017): find the temperature T minimising the validation negative
+    log-likelihood of softmax(logits / T), then fold 1/T into the output layer's kernel and bias, so the model
+    outputs calibrated probabilities and still predicts the same classes (label smoothing, for one, leaves a
+    network underconfident). Returns T and the validation NLL before and after."""
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense) or head.activation is not keras.activations.softmax:
+        raise ValueError(f"calibrate: {model.name}'s last layer must be a softmax Dense, not {type(head).__name__}")
+    features = keras.Model(model.inputs, head.input).predict(val.images, batch_size=1024, verbose=0)
+    kernel, bias = (np.asarray(weight, np.float64) for weight in head.get_weights())
+    logits, labels = np.asarray(features, np.float64) @ kernel + bias, np.asarray(val.labels)
+    # The NLL is convex in beta = 1/T: golden-section search over log(beta) in [log 0.01, log 100].
+    low, high, ratio = math.log(0.01), math.log(100.0), (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if _nll(logits, labels, math.exp(a)) <= _nll(logits, labels, math.exp(b)):
+            high = b
+        else:
+            low = a
+    beta = math.exp((low + high) / 2)
+    head.set_weights([(kernel * beta).astype(np.float32), (bias * beta).astype(np.float32)])
+    return {"temperature": round(1 / beta, 4), "val_nll_before": round(_nll(logits, labels, 1.0), 5),
+            "val_nll_after": round(_nll(logits, labels, beta), 5)}
+
+
 def member_data(train: Dataset, val: Dataset, member: int, seed: int) -> tuple[Dataset, Dataset]:
     """Ensemble member `member`'s (train, val): member 0 keeps the split stage's; member k > 0 draws a new
     stratified validation split of the same size from train + val with seed `seed + k`."""
@@ -427,7 +462,7 @@ def train(
     `member` column; history.csv in `out_dir` holds it)."""
     out_dir = Path(out_dir)
     single = config.ensemble_size == 1
-    members, histories, seconds, images_seen = [], [], 0.0, 0
+    members, histories, calibrations, seconds, images_seen = [], [], [], 0.0, 0
     for member in range(config.ensemble_size):
         seed = config.seed + member
         member_train, member_val = member_data(train_data, val, member, config.seed)
@@ -435,6 +470,7 @@ def train(
         history = fit(net, member_train, member_val, config, out_dir, live_plot, resume, None if single else member,
                       seed, keep_state=not single, callbacks=callbacks)
         seconds += history.attrs["fit_seconds"]
+        calibrations.append(calibrate(net, member_val) if config.temperature_scaling else None)
         images_seen += len(member_train) * history.attrs["epochs_this_run"]
         members.append(net)
         histories.append(history if single else history.assign(member=member))
@@ -449,6 +485,7 @@ def train(
         resumed_from_epoch=sum(h.attrs["resumed_from_epoch"] for h in histories),
         epochs_this_run=sum(h.attrs["epochs_this_run"] for h in histories),
         images_seen=images_seen,
+        calibrations=calibrations,
     )
     with strategy().scope():
         model = models.combine(members, train_data.image_shape, config.tta)
@@ -463,6 +500,7 @@ def write_summary(
     seconds = history.attrs.get("fit_seconds", float("nan"))
     images_seen = history.attrs.get("images_seen")
     members = []
+    calibrations = history.attrs.get("calibrations") or [None] * config.ensemble_size
     for member, rows in history.groupby("member") if "member" in history else [(0, history)]:
         best = rows.loc[rows["val_accuracy"].idxmax()]
         members.append({
@@ -473,6 +511,7 @@ def write_summary(
             "best_val_accuracy": float(best["val_accuracy"]),
             "best_epoch": int(best["epoch"]) + 1,
             "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(rows),
+            "calibration": calibrations[int(member)],
         })
     summary = {
         "config": asdict(config),

@@ -159,6 +159,7 @@ def test_mixed_precision_on_a_cpu_computes_in_bfloat16_and_answers_in_float32():
         assert training.set_precision("mixed") == "mixed_bfloat16"
         model = models.build_model("cnn_strong", (28, 28, 1), 10)
         assert model.layers[2].compute_dtype == "bfloat16" and model.output.dtype == "float32"
+        assert model.layers[-1].compute_dtype == "float32"  # logits and softmax in float32, not just cast to it
     finally:
         training.set_precision("float32")
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -170,3 +171,28 @@ def test_cnn_strong_is_deterministic_for_a_seed_and_fits_other_shapes():
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
     assert training.build(config, (32, 32, 3), 15).output.shape == (None, 15)
     assert json.dumps(training.environment())  # recorded with every result
+
+
+def test_temperature_scaling_sharpens_an_underconfident_network_on_validation_and_keeps_its_classes(tmp_path):
+    train, val = digits(160, seed=3), digits(80, seed=4)
+    (tmp_path / "raw").mkdir(), (tmp_path / "cal").mkdir()
+    smoothed = TrainConfig(**BASE, label_smoothing=0.4, temperature_scaling=False)  # heavy smoothing: underconfident
+    raw, _ = training.train(train, val, smoothed, tmp_path / "raw", live_plot=False)
+    before = raw.predict(val.images, verbose=0)
+    head = raw.layers[-1]
+    logits = keras.Model(raw.inputs, head.input).predict(val.images, verbose=0) @ head.get_weights()[0] + head.get_weights()[1]
+
+    found = training.calibrate(raw, val)
+    assert found["temperature"] < 1 and found["val_nll_after"] < found["val_nll_before"]
+    after = raw.predict(val.images, verbose=0)
+    np.testing.assert_allclose(after, tf.nn.softmax(logits / found["temperature"]).numpy(), atol=1e-4)
+    assert np.array_equal(after.argmax(axis=1), before.argmax(axis=1))  # the same classes, sharper probabilities
+    assert after.max(axis=1).mean() > before.max(axis=1).mean()
+    # the temperature minimises the NLL: a little hotter or colder is worse
+    nll = [training._nll(logits.astype(np.float64), val.labels, 1 / (found["temperature"] * f)) for f in (0.9, 1.0, 1.1)]
+    assert nll[1] < nll[0] and nll[1] < nll[2]
+
+    calibrated, history = training.train(train, val, TrainConfig(**BASE, label_smoothing=0.4), tmp_path / "cal", live_plot=False)
+    summary = training.write_summary(tmp_path / "cal", calibrated, TrainConfig(**BASE, label_smoothing=0.4), history)
+    assert summary["members"][0]["calibration"] == found  # the same seed, the same network, the same temperature
+    np.testing.assert_allclose(calibrated.predict(val.images, verbose=0), after, atol=1e-6)

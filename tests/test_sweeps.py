@@ -158,13 +158,19 @@ def test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary
     assert "Sweep report" in report and "sweep-" in report and "<img" in report
 
 
+def default_sigint() -> None:
+    """SIGINT as a terminal's foreground job has it: a suite run in the background (`make test &`, nohup) starts
+    with SIGINT ignored, which its children inherit, and an ignored Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs(tmp_path, tiny_split):
     path = write_sweep(tmp_path, "resume", tiny_split, steps=1, fixed={"epochs": 1, "model": "mlp"}, grid={"seed": [1, 2, 3]})
     out = tmp_path / "out"
     sweep = subprocess.Popen([sys.executable, "-m", "mnist_lib.cli", "sweep", str(path), "--out", str(out),
                               "--no-report"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not list(out.glob("*/status.json")) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -186,10 +186,12 @@ def time_to_accuracy(train, val, test, raw_dir: Path, every_images: int = 13_500
         rows.append([f"{threshold:.1%}", *("not reached" if t is None else f"{t:.0f}" for t in times),
                      "not reached in 10 epochs" if ref is None else f"{ref:.0f}", *ratios])
         if threshold == 0.990:
-            fast = times[0]
+            fast, (last_seconds, last_accuracy) = times[0], ours[0][1].points[-1]
+            measured = (f"{ratios[0]}x ({fast:.0f} s" if fast else
+                        f"not reached (fast profile: {last_accuracy:.2%} after {last_seconds:.0f} s") + \
+                ("; reference not reached)" if ref is None else f" vs {ref:.0f} s; the default recipe {ratios[1]}x)")
             targets.append({"target": f"time to 99.0% test: fast profile <= {TIME_TARGET}x the reference recipe",
-                            "measured": f"{ratios[0]}x ({fast and round(fast)} s vs {ref and round(ref)} s; the default "
-                                        f"recipe {ratios[1]}x)", "met": bool(ref and fast and fast / ref <= TIME_TARGET)})
+                            "measured": measured, "met": bool(ref and fast and fast / ref <= TIME_TARGET)})
     rows.append(["last evaluation (accuracy)", *(f"{clock.points[-1][1]:.2%}" for _, clock in ours),
                  f"{reference.points[-1][1]:.2%}", "", ""])
     rows.append(["whole run (s, evaluations excluded)", *(f"{clock.total:.0f}" for _, clock in ours),

@@ -51,6 +51,7 @@ def test_time_to_accuracy_runs_the_fast_profile_the_default_and_the_reference_re
     assert all(float(seconds) > 0 for seconds in rows[3][1:4])
     assert [t["target"].split(":")[0] for t in targets] == ["time to 99.0% test", "default recipe trains in <= 600 s on this CPU"]
     assert targets[0]["target"].endswith("fast profile <= 0.5x the reference recipe")
+    assert targets[0]["measured"].startswith(("not reached (fast profile: ", f"{rows[0][4]}x ({rows[0][1]} s"))
 
 
 def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold():

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import evaluation, models, params, split, training  # noqa: E402
+from mnist_lib import evaluation, models, split, training  # noqa: E402
 from mnist_lib.datasets import Dataset  # noqa: E402
 
 # recipe -> parameter files over params/train.yaml, the figure it must reach and on which split, input channels
@@ -43,9 +43,7 @@ TOLERANCE = 0.3  # reference models must land within this many points of their r
 
 def recipe_config(recipe: str, seed: int) -> training.TrainConfig:
     """params/train.yaml with the recipe's profile over it, and `seed`."""
-    values, _ = params.load_files(["params/train.yaml"])
-    profile, _ = params.load_files(RECIPES[recipe]["files"])
-    return training.TrainConfig(**{**values, **profile, "seed": seed})
+    return benchlib.train_config(RECIPES[recipe]["files"], seed=seed)
 
 
 def with_channels(data: Dataset, channels: int) -> Dataset:

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import models, params, split, training  # noqa: E402
+from mnist_lib import models, split, training  # noqa: E402
 
 THRESHOLDS = (0.990, 0.995)
 TIME_TARGET = 0.5  # the fast profile must reach 99.0% in at most this share of the reference recipe's time
@@ -136,9 +136,7 @@ def recipe_speed(train, val, raw_dir: Path) -> tuple[list, float]:
     load_plain = time.perf_counter() - started
     plain = EpochClock()
     reference_fit(images, labels, 1, [plain])
-    values, _ = params.load_files(["params/train.yaml"])
-    profile, _ = params.load_files(["params/profiles/reference_cnn_small.yaml"])
-    config = training.TrainConfig(**{**values, **profile, "epochs": 1, "seed": 1})
+    config = benchlib.train_config(["params/profiles/reference_cnn_small.yaml"], epochs=1, seed=1)
     ours = EpochClock()
     with tempfile.TemporaryDirectory() as out:
         training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[ours])
@@ -159,8 +157,7 @@ RECIPES = (("fast profile (params/profiles/fast.yaml)", ["params/profiles/fast.y
 
 def recipe_clock(train, val, test, files: list[str], every_images: int) -> tuple[training.TrainConfig, TestAccuracyClock]:
     """Train params/train.yaml with `files` over it (the whole schedule), test evaluated every `every_images`."""
-    values, _ = params.load_files(["params/train.yaml"])
-    config = training.TrainConfig(**{**values, **params.load_files(files)[0]})
+    config = benchlib.train_config(files)
     started = time.perf_counter()
     clock = TestAccuracyClock(test.images, test.labels, max(1, round(every_images / config.batch_size)), started, stop=False)
     with tempfile.TemporaryDirectory() as out:

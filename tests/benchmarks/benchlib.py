@@ -175,3 +175,14 @@ def evict(paths: list[Path]) -> bool:
         finally:
             os.close(fd)
     return True
+
+
+def train_config(files: list[str], **overrides):
+    """The training configuration of a recipe: params/train.yaml, then the profile `files` over it, then
+    `overrides` (run from the project root)."""
+    from mnist_lib import params, training  # TensorFlow: only for the benchmarks that train
+
+    values, _ = params.load_files(["params/train.yaml"])
+    profile, _ = params.load_files(files)  # each file on its own: load_files refuses a parameter set twice
+    return training.TrainConfig(**{**values, **profile, **overrides})
+

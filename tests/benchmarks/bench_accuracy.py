@@ -6,7 +6,8 @@ reference settings, the default (params/train.yaml) and the best ensemble profil
 Each (recipe, seed) run trains on outputs/split's train split, watches its val split (early stopping and
 best-weights restore only ever look at validation), then measures the test split once. Finished runs are kept in
 outputs/bench/accuracy_runs/ and skipped when the script runs again (--force reruns them), so a long benchmark can
-be stopped and continued. The section table (mean +- sd over the seeds) goes to outputs/bench/accuracy.json.
+be stopped and continued; a kept run whose parameters differ from its recipe's current ones is trained again, and
+left out of the table until it is. The section table (mean +- sd over the seeds) goes to outputs/bench/accuracy.json.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
         result["with_tta"] = {"val_accuracy": accuracy(shifted, val), "test_accuracy": accuracy(shifted, test),
                               "val_accuracy_without": accuracy(model, val)}
     return result
+
+
+def changed(run: dict) -> list[str]:
+    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside: `as_configured`
+    handles it; parameters the run's version did not have yet are not compared)."""
+    now = recipe_config(run["recipe"], run["seed"]).__dict__
+    return sorted(key for key, value in run["config"].items() if key != "tta" and key in now and now[key] != value)
 
 
 def accuracy(model, data: Dataset) -> float:
@@ -167,15 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     for recipe in [] if args.table_only else args.recipes:
         for seed in args.seeds:
             path = args.runs_dir / f"{recipe}-seed{seed}.json"
-            if path.is_file() and not args.force:
+            stale = changed(json.loads(path.read_text())) if path.is_file() else []
+            if path.is_file() and not args.force and not stale:
                 print(f"{recipe} seed {seed}: done before ({path})")
                 continue
+            if stale:
+                print(f"{recipe} seed {seed}: the recipe changed since {path} ({', '.join(stale)}); training it again")
             result = run_once(recipe, seed, args.split_dir)
             path.write_text(json.dumps(result, indent=2) + "\n")
             print(f"{recipe} seed {seed}: test {result['test_accuracy']:.4f}, val {result['final_val_accuracy']:.4f}, "
                   f"fit {result['fit_seconds']:.0f} s", flush=True)
     runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
-    benchlib.write_section(section(runs), args.out_dir)
+    for run in runs:
+        if changed(run):
+            print(f"{run['recipe']} seed {run['seed']}: left out of the table, trained before the recipe changed "
+                  f"({', '.join(changed(run))}); run --recipes {run['recipe']} to train it again")
+    benchlib.write_section(section([run for run in runs if not changed(run)]), args.out_dir)
     return 0
 
 

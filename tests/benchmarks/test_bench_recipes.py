@@ -83,6 +83,27 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tm
     assert json.loads((tmp_path / "accuracy.json").read_text())["rows"] == section["rows"]
 
 
+def test_accuracy_benchmark_trains_again_a_kept_run_whose_recipe_changed(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    split_dir, _ = tiny
+    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(split_dir),
+            "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
+    assert bench_accuracy.main(argv) == 0
+    kept = tmp_path / "runs" / "reference_cnn_wide-seed2.json"
+    old = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**old, "config": {**old["config"], "epochs": 4, "learning_rate": 0.5}}))
+    capsys.readouterr()
+    assert bench_accuracy.main(["--table-only", *argv]) == 0
+    assert "reference_cnn_wide seed 2: left out of the table, trained before the recipe changed (epochs, learning_rate)" \
+        in capsys.readouterr().out
+    assert json.loads((tmp_path / "accuracy.json").read_text())["rows"][0][3] == 1  # seed 1 alone
+    assert bench_accuracy.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "seed 1: done before" in out and "seed 2: the recipe changed since" in out and "left out" not in out
+    assert json.loads(kept.read_text())["config"]["epochs"] == 5
+    assert json.loads((tmp_path / "accuracy.json").read_text())["rows"][0][3] == 2
+
+
 def test_every_recipe_names_a_profile_that_exists():
     for recipe, spec in bench_accuracy.RECIPES.items():
         assert all((REPO / name).is_file() for name in spec["files"]), recipe

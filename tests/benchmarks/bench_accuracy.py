@@ -186,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{recipe} seed {seed}: test {result['test_accuracy']:.4f}, val {result['final_val_accuracy']:.4f}, "
                   f"fit {result['fit_seconds']:.0f} s", flush=True)
     runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
+    current = []
     for run in runs:
-        if changed(run):
+        stale = changed(run)
+        if stale:
             print(f"{run['recipe']} seed {run['seed']}: left out of the table, trained before the recipe changed "
-                  f"({', '.join(changed(run))}); run --recipes {run['recipe']} to train it again")
-    benchlib.write_section(section([run for run in runs if not changed(run)]), args.out_dir)
+                  f"({', '.join(stale)}); run --recipes {run['recipe']} to train it again")
+        else:
+            current.append(run)
+    benchlib.write_section(section(current), args.out_dir)
     return 0
 
 

@@ -60,12 +60,18 @@ def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold(
     assert (clock.time_to(0.990), clock.time_to(0.995), clock.time_to(0.999)) == (20.0, 40.0, None)
 
 
-def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(REPO)
-    split_dir, _ = tiny
-    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(split_dir),
+def wide_runs(tiny, tmp_path, monkeypatch) -> list[str]:
+    """Run the accuracy benchmark for reference_cnn_wide, seeds 1 and 2, on the tiny split (runs in tmp_path/runs,
+    the section in tmp_path); return its arguments."""
+    monkeypatch.chdir(REPO)  # the recipes are read from params/
+    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(tiny[0]),
             "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
     assert bench_accuracy.main(argv) == 0
+    return argv
+
+
+def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tmp_path, monkeypatch, capsys):
+    argv = wide_runs(tiny, tmp_path, monkeypatch)
     runs = sorted(path.name for path in (tmp_path / "runs").iterdir())
     assert runs == ["reference_cnn_wide-seed1.json", "reference_cnn_wide-seed2.json"]
     first = json.loads((tmp_path / "runs" / runs[0]).read_text())
@@ -84,11 +90,7 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tm
 
 
 def test_accuracy_benchmark_trains_again_a_kept_run_whose_recipe_changed(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(REPO)
-    split_dir, _ = tiny
-    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(split_dir),
-            "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
-    assert bench_accuracy.main(argv) == 0
+    argv = wide_runs(tiny, tmp_path, monkeypatch)
     kept = tmp_path / "runs" / "reference_cnn_wide-seed2.json"
     old = json.loads(kept.read_text())
     kept.write_text(json.dumps({**old, "config": {**old["config"], "epochs": 4, "learning_rate": 0.5}}))

@@ -185,4 +185,3 @@ def train_config(files: list[str], **overrides):
     values, _ = params.load_files(["params/train.yaml"])
     profile, _ = params.load_files(files)  # each file on its own: load_files refuses a parameter set twice
     return training.TrainConfig(**{**values, **profile, **overrides})
-

@@ -273,3 +273,31 @@ def overlaid_curves(histories: dict[str, pd.DataFrame]) -> Figure:
         axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+SIZE_COLUMN = "split.train_images"  # the training images each run used, from the split stage's summary.json
+
+
+def accuracy_by_train_size(table: pd.DataFrame, metrics: list[str], swept: list[str]) -> Figure:
+    """Learning curve over data: each metric's mean +- sd over seeds against the training images (log axis), one
+    line per combination of the swept parameters other than seed and train_size (a sweep file such as
+    params/sweeps/data_efficiency.yaml); a notice when the runs did not vary the training images."""
+    done = table[table["status"] == "done"] if "status" in table else table
+    metrics = [metric for metric in metrics if metric in done]
+    if SIZE_COLUMN not in done or done[SIZE_COLUMN].nunique() < 2 or not metrics:
+        return notice("Accuracy against training images", "The runs did not vary the training images: sweep "
+                      "train_size with the split notebook in the chain (params/sweeps/data_efficiency.yaml).")
+    groups = [name for name in swept if name not in ("seed", "train_size") and name in done]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, rows in done.groupby(groups) if groups else [((), done)]:
+        label = ", ".join(f"{name}={value}" for name, value in zip(groups, key if isinstance(key, tuple) else (key,)))
+        for metric in metrics:
+            stats = rows.groupby(SIZE_COLUMN)[metric].agg(["mean", "std", "count"]).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                        label=f"{label}: {metric}" if label else metric)
+    ax.set(xscale="log", xlabel="training images (log scale)", ylabel="accuracy",
+           title="Accuracy against training images (mean +- sd over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

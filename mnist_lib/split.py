@@ -1,8 +1,9 @@
-"""Seeded, stratified train/validation split and the stored uint8 split files."""
+"""Seeded, stratified train/validation split, an optional training subset, and the stored uint8 split files."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,13 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return train, val
 
 
-def make_splits(data: dict[str, Dataset], val_fraction: float, test_fraction: float, seed: int) -> dict[str, Dataset]:
+def make_splits(
+    data: dict[str, Dataset], val_fraction: float, test_fraction: float, seed: int, train_size: float = 1.0,
+) -> dict[str, Dataset]:
     """train/val/test: validation drawn from 'train' per class; the data's own test set, or when it has none,
-    `test_fraction` of each class held out first (with a seed of its own, so val_fraction does not move it)."""
+    `test_fraction` of each class held out first (with a seed of its own, so val_fraction does not move it);
+    then, when `train_size` asks for fewer, a stratified subset of the remaining training images (validation and
+    test stay as they are, see `stratified_subset`)."""
     train, test = data["train"], data.get("test")
     if test is None:
         if not 0.0 < test_fraction < 1.0:
@@ -39,7 +44,49 @@ def make_splits(data: dict[str, Dataset], val_fraction: float, test_fraction: fl
         rest, held_out = stratified_split(train.labels, test_fraction, seed + 1)
         train, test = subset(train, rest), subset(train, held_out)
     train_indices, val_indices = stratified_split(train.labels, val_fraction, seed)
-    return {"train": subset(train, train_indices), "val": subset(train, val_indices), "test": test}
+    kept = stratified_subset(train.labels[train_indices], subset_count(train_size, len(train_indices)), seed + 2)
+    return {"train": subset(train, train_indices[kept]), "val": subset(train, val_indices), "test": test}
+
+
+def check_train_size(train_size: float) -> float:
+    """`train_size` if it is a fraction in (0, 1] or a whole count of images above 1, else a ValueError."""
+    if isinstance(train_size, bool) or not isinstance(train_size, (int, float)) or not 0 < train_size < math.inf:
+        raise ValueError(f"train_size must be a fraction in (0, 1] or a count of images above 1, got {train_size!r}")
+    if train_size > 1 and train_size != int(train_size):
+        raise ValueError(f"train_size {train_size} is neither a fraction in (0, 1] nor a whole count of images")
+    return train_size
+
+
+def subset_count(train_size: float, available: int) -> int:
+    """How many of `available` training images `train_size` keeps: a fraction in (0, 1] of them, or a whole
+    count above 1 (at most `available`)."""
+    if check_train_size(train_size) <= 1:
+        return max(1, int(round(available * train_size)))
+    if train_size > available:
+        raise ValueError(f"train_size {int(train_size)} is more than the {available} training images left after the "
+                         "validation split: lower it, or use 1.0 for all of them")
+    return int(train_size)
+
+
+def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of `count` of `labels`, each class within one image of its share. Each class is shuffled
+    (seeded); its image of rank r gets the key (r + 1/2) / class size, and the `count` lowest keys are kept, so
+    with one seed a smaller subset always lies inside a larger one (learning curves add images, never swap them)."""
+    if count >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    classes = np.unique(labels)
+    for label in classes:
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        keys[members] = (np.arange(len(members)) + 0.5) / len(members)
+    kept = np.sort(np.argsort(keys, kind="stable")[:count])
+    missing = np.setdiff1d(classes, labels[kept])
+    if len(missing):
+        need = int((keys <= 0.5 / np.bincount(labels)[classes].min()).sum())  # up to every class's first image
+        raise ValueError(f"train_size {count} leaves class {missing[0]} without a training image; keep at least {need} images")
+    return kept
 
 
 def check_disjoint(parts: dict[str, np.ndarray], total: int) -> None:

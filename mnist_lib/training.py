@@ -9,8 +9,9 @@ import math
 import os
 import platform
 import time
+import warnings
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from mnist_lib import models, params, split
+from mnist_lib import batchnorm, health, models, params, split
 from mnist_lib.datasets import Dataset
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")  # set by `mnist sweep`
@@ -26,6 +27,7 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmspr
 SCHEDULES = ("constant", "exponential", "cosine", "one_cycle")
 PRECISIONS = ("float32", "mixed")
 ACTIVATIONS = ("relu", "softmax", "sigmoid", "tanh", "gelu", "elu", "selu", "swish", "linear")
+MIN_STEPS_PER_EPOCH = 8  # a smaller dataset trains on smaller batches, so that an epoch still makes this many steps
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,12 @@ class TrainConfig:
     def model_options(self) -> dict:
         """Builder options this configuration sets for its model (the mlp's hidden activation)."""
         return {"hidden_activation": self.hidden_activation} if self.model == "mlp" else {}
+
+
+def batch_size_for(batch_size: int, train_images: int) -> int:
+    """`batch_size`, lowered for fewer than MIN_STEPS_PER_EPOCH batches of training images so that every epoch
+    still makes that many optimizer steps (300 images at batch 128 would make 3 steps an epoch, 54 in 18 epochs)."""
+    return max(1, min(batch_size, math.ceil(train_images / MIN_STEPS_PER_EPOCH)))
 
 
 def set_determinism(seed: int) -> None:
@@ -362,10 +370,17 @@ def fit(
     resume from `resume_path(out_dir, member)` if a killed run left one; write the history CSV into `out_dir`
     (history.csv, or history.member<k>.csv for an ensemble member); return the whole history with an `epoch`
     column. `seed` (default `config.seed`) orders and augments the batches; `keep_state` keeps the final state
-    (an ensemble keeps finished members until all are done); `callbacks` are added last."""
+    (an ensemble keeps finished members until all are done); `callbacks` are added last. A small training split
+    trains on smaller batches (`batch_size_for`); batch-norm statistics are recomputed from training images before
+    every validation (`batchnorm.Recompute`)."""
     out_dir = Path(out_dir)
     history_csv = history_path(out_dir, member)
     seed = config.seed if seed is None else seed
+    batch_size = batch_size_for(config.batch_size, len(train))
+    if batch_size != config.batch_size:
+        print(f"batch_size {config.batch_size} -> {batch_size}: {len(train)} training images, at least "
+              f"{MIN_STEPS_PER_EPOCH} steps an epoch")
+        config = replace(config, batch_size=batch_size)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     compile_model(model, config, steps_per_epoch)
     early_stopping = None
@@ -381,7 +396,10 @@ def fit(
     epochs_done = state.restore(model) if state else 0
     # Order matters: the learning rate joins the logs, CSVLogger writes the epoch's row, EarlyStopping updates,
     # then the state saves all of them.
-    logged: list[keras.callbacks.Callback] = [LogLearningRate(), keras.callbacks.CSVLogger(str(history_csv), append=epochs_done > 0)]
+    logged: list[keras.callbacks.Callback] = [
+        batchnorm.RecomputeBeforeValidation(batchnorm.Recompute(model, train.images, config.batch_size)),
+        LogLearningRate(), keras.callbacks.CSVLogger(str(history_csv), append=epochs_done > 0),
+    ]
     logged += [early_stopping] if early_stopping else []
     logged += [state] if state else []
     if live_plot:
@@ -405,7 +423,8 @@ def fit(
     if state and not keep_state:
         state.remove()
     history = pd.read_csv(history_csv)
-    history.attrs.update(fit_seconds=seconds, resumed_from_epoch=epochs_done, epochs_this_run=len(history) - epochs_done)
+    history.attrs.update(fit_seconds=seconds, resumed_from_epoch=epochs_done, epochs_this_run=len(history) - epochs_done,
+                         batch_size=batch_size)
     return history
 
 
@@ -459,10 +478,11 @@ def train(
     """Train `config.ensemble_size` members (member k: seed + k, its own validation split, see `member_data`),
     each resumable after a kill; return the model to save (the member itself, or the average of the members'
     softmax outputs, over shifted copies of the input when `config.tta`) and the history of every member (a
-    `member` column; history.csv in `out_dir` holds it)."""
+    `member` column; history.csv in `out_dir` holds it). A member whose validation accuracy stays near chance or
+    far below its training accuracy gets a warning (`health.check`), kept in the history's attrs for the summary."""
     out_dir = Path(out_dir)
     single = config.ensemble_size == 1
-    members, histories, calibrations, seconds, images_seen = [], [], [], 0.0, 0
+    members, histories, calibrations, batch_sizes, alerts, seconds, images_seen = [], [], [], [], [], 0.0, 0
     for member in range(config.ensemble_size):
         seed = config.seed + member
         member_train, member_val = member_data(train_data, val, member, config.seed)
@@ -470,6 +490,10 @@ def train(
         history = fit(net, member_train, member_val, config, out_dir, live_plot, resume, None if single else member,
                       seed, keep_state=not single, callbacks=callbacks)
         seconds += history.attrs["fit_seconds"]
+        batch_sizes.append(history.attrs["batch_size"])
+        for message in health.check(history, train_data.num_classes):
+            alerts.append(message if single else f"member {member}: {message}")
+            warnings.warn(alerts[-1], stacklevel=2)
         calibrations.append(calibrate(net, member_val) if config.temperature_scaling else None)
         images_seen += len(member_train) * history.attrs["epochs_this_run"]
         members.append(net)
@@ -486,6 +510,8 @@ def train(
         epochs_this_run=sum(h.attrs["epochs_this_run"] for h in histories),
         images_seen=images_seen,
         calibrations=calibrations,
+        batch_sizes=batch_sizes,
+        warnings=alerts,
     )
     with strategy().scope():
         model = models.combine(members, train_data.image_shape, config.tta)
@@ -501,6 +527,7 @@ def write_summary(
     images_seen = history.attrs.get("images_seen")
     members = []
     calibrations = history.attrs.get("calibrations") or [None] * config.ensemble_size
+    batch_sizes = history.attrs.get("batch_sizes") or [config.batch_size] * config.ensemble_size
     for member, rows in history.groupby("member") if "member" in history else [(0, history)]:
         best = rows.loc[rows["val_accuracy"].idxmax()]
         members.append({
@@ -512,6 +539,7 @@ def write_summary(
             "best_epoch": int(best["epoch"]) + 1,
             "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(rows),
             "calibration": calibrations[int(member)],
+            "batch_size": batch_sizes[int(member)],
         })
     summary = {
         "config": asdict(config),
@@ -523,6 +551,7 @@ def write_summary(
         "resumed_from_epoch": history.attrs.get("resumed_from_epoch", 0),
         "fit_seconds": round(seconds, 2),
         "train_images_per_second": round(images_seen / seconds, 1) if images_seen else None,
+        "warnings": history.attrs.get("warnings", []),
         "model_sha256": model_sha256,
         "environment": environment(),
     }

@@ -17,6 +17,7 @@ skip_bad_images = False  # image_folder: skip unreadable images (listed in a war
 out_dir = "outputs/split"  # where train.npz, val.npz, test.npz and the summary go
 val_fraction = 0.1  # share of each class held out for validation
 test_fraction = 0.1  # share of each class held out as the test split when the data has no test set of its own
+train_size = 1.0  # training images kept after the validation split: a fraction in (0, 1], or a count above 1
 seed = 0  # seed of the split
 
 # %% [markdown]
@@ -25,6 +26,7 @@ seed = 0  # seed of the split
 # images shared by train and test) gets a warning here.
 
 # %%
+split.check_train_size(train_size)
 splits = datasets.load(data_format, paths.resolve(data_dir), train_folder=train_folder, test_folder=test_folder,
                        image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
 out = paths.stage_dir(out_dir)
@@ -33,11 +35,13 @@ out = paths.stage_dir(out_dir)
 # %% [markdown]
 # ## Split, stratified by class
 # Each class gives the same fraction of its images to validation (and to test, when the data has no test set);
-# the index sets are checked to be disjoint.
+# the index sets are checked to be disjoint. `train_size` below 1.0 keeps a stratified, seeded subset of the
+# training images for learning curves (a smaller subset lies inside a larger one); validation and test stay whole.
 
 # %%
-parts = split.make_splits(splits, val_fraction, test_fraction, seed)
+parts = split.make_splits(splits, val_fraction, test_fraction, seed, train_size)
 split.write_splits(out, parts, {"data_format": data_format, "seed": seed, "val_fraction": val_fraction,
+                                "train_size": train_size,
                                 "test_from": "data" if "test" in splits else f"train ({test_fraction:.0%} held out)"})
 
 # %% [markdown]

@@ -69,6 +69,10 @@ plots.augmentation_grid(training.augmentation_examples(train, config));
 # finished epoch (the state waits beside out_dir, in `train.resume.npz`, one file per ensemble member). Then each
 # member's softmax temperature is fitted on its validation split (`temperature_scaling`): the predicted classes stay,
 # the probabilities become calibrated (summary.json records each temperature and the validation NLL before and after).
+# Made for any dataset size: batch-norm statistics are recomputed from training images before every validation (so
+# the best epoch and the saved model never use stale averages), a small training split trains on smaller batches
+# (at least 8 steps an epoch), and a run whose validation accuracy stays near chance or far below its training
+# accuracy ends with a warning here that says what to try (summary.json keeps it under `warnings`).
 
 # %%
 net, history = training.train(train, val, config, out)

@@ -31,6 +31,14 @@ metrics = [rank_by, "evaluate.test_accuracy"]
 fig = plots.metric_vs_parameters(table, info["swept"], metrics)
 
 # %% [markdown]
+# ## Accuracy against training images
+# When the sweep varied `train_size` (params/sweeps/data_efficiency.yaml), how accuracy grows with data: mean and
+# spread over seeds on a log axis, so a curve still climbing says more images would pay.
+
+# %%
+fig = plots.accuracy_by_train_size(table, metrics, info["swept"])
+
+# %% [markdown]
 # ## Learning curves of the best runs
 # The runs ranked highest by the validation figure, overlaid: a curve still climbing asks for more epochs.
 

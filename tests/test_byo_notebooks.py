@@ -39,10 +39,14 @@ def test_kaggle_csv_runs_split_train_evaluate_to_a_submission(tmp_path):
     write_kaggle_csv(data_dir / "train.csv", pictures[:300], labels[:300])
     write_kaggle_csv(data_dir / "test.csv", pictures[300:])
     work = tmp_path / "outputs"
-    run_stages(work, {"data_format": "kaggle_csv", "data_dir": data_dir})
+    run_stages(work, {"data_format": "kaggle_csv", "data_dir": data_dir, "train_size": 150})
 
     summary = json.loads((work / "split" / "summary.json").read_text())
-    assert (summary["train_images"], summary["val_images"], summary["test_images"]) == (270, 30, 30)
+    assert (summary["train_images"], summary["val_images"], summary["test_images"]) == (150, 30, 30)
+    assert summary["train_size"] == 150  # of the 270 left after validation: about half of each class
+    train = split.load_split(work / "split", "train")
+    assert (np.abs(np.bincount(train.labels, minlength=10) - np.bincount(labels[:300], minlength=10) / 2) <= 1.5).all()
+    assert json.loads((work / "train" / "summary.json").read_text())["members"][0]["batch_size"] == 19  # 150 / 8 steps
     assert summary["test_labeled"] is False and summary["test_from"] == "data"
     test = split.load_split(work / "split", "test")
     assert test.labels is None and np.array_equal(test.images[..., 0], pictures[300:])

@@ -67,3 +67,64 @@ def test_sources_follow_their_images_through_subset_and_split_files(tmp_path):
     assert picked.sources == ("b/4.png", "a/1.png")
     split.save_split(tmp_path, "test", picked)
     assert split.load_split(tmp_path, "test").sources == ("b/4.png", "a/1.png")
+
+
+def indexed_data(labels: np.ndarray) -> Dataset:
+    """A dataset whose image i holds the number i (in its first two pixels), so a split can be traced back."""
+    images = np.zeros((len(labels), 2, 2, 1), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 1, 0] = np.arange(len(labels)) // 256, np.arange(len(labels)) % 256
+    return Dataset(images, labels, tuple(str(c) for c in range(10)))
+
+
+def origins(data: Dataset) -> set[int]:
+    return set((data.images[:, 0, 0, 0].astype(int) * 256 + data.images[:, 0, 1, 0]).tolist())
+
+
+@pytest.mark.parametrize(("train_size", "available", "expected"), [
+    (1.0, 900, 900), (0.5, 900, 450), (0.1, 905, 90), (300, 900, 300), (300.0, 900, 300), (900, 900, 900),
+])
+def test_train_size_is_a_fraction_or_a_count(train_size, available, expected):
+    assert split.subset_count(train_size, available) == expected
+
+
+@pytest.mark.parametrize(("train_size", "message"), [
+    (0, "must be a fraction in \\(0, 1\\] or a count"), (-3, "must be a fraction"), (True, "must be a fraction"),
+    ("300", "must be a fraction"), (float("nan"), "must be a fraction"), (12.5, "neither a fraction in \\(0, 1\\] nor a whole count"),
+    (1001, "1001 is more than the 1000 training images left after the validation split"),
+])
+def test_bad_train_size_is_refused_with_what_to_do(train_size, message):
+    with pytest.raises(ValueError, match=message):
+        split.subset_count(train_size, 1000)
+
+
+def test_training_subset_keeps_each_class_share_within_one_image(labels):
+    # class sizes 100, 120, 80, ...: 300 of 1000 images is 30%, so shares 30, 36, 24, 28.5, 33, 27, 31.5, 30, 25.5, 34.5
+    kept = split.stratified_subset(labels, 300, seed=5)
+    assert len(kept) == 300 and np.array_equal(kept, np.sort(kept)) and len(set(kept)) == 300
+    counts = np.bincount(labels[kept], minlength=10)
+    shares = np.array([100, 120, 80, 95, 110, 90, 105, 100, 85, 115]) * 0.3
+    assert (np.abs(counts - shares) <= 1).all(), counts
+
+
+def test_training_subsets_are_seeded_and_nested(labels):
+    small, large, again, other = (split.stratified_subset(labels, n, seed) for n, seed in ((100, 3), (400, 3), (100, 3), (100, 4)))
+    assert set(small) <= set(large)
+    assert np.array_equal(small, again) and not np.array_equal(small, other)
+
+
+def test_training_subset_that_would_drop_a_class_says_how_many_to_keep():
+    labels = np.repeat(np.arange(10), 10)
+    with pytest.raises(ValueError, match="train_size 5 leaves class \\d without a training image; keep at least 10"):
+        split.stratified_subset(labels, 5, seed=0)
+
+
+def test_train_size_shrinks_train_only_and_stays_disjoint_from_validation(labels):
+    data = {"train": indexed_data(labels)}
+    whole = split.make_splits(data, 0.1, 0.2, seed=1)
+    part = split.make_splits(data, 0.1, 0.2, seed=1, train_size=200)
+    assert len(part["train"]) == 200 and len(whole["train"]) == 720
+    assert origins(part["train"]) < origins(whole["train"])
+    assert origins(part["val"]) == origins(whole["val"]) and origins(part["test"]) == origins(whole["test"])
+    assert not origins(part["train"]) & (origins(part["val"]) | origins(part["test"]))
+    shares = np.bincount(whole["train"].labels, minlength=10) * 200 / 720
+    assert (np.abs(np.bincount(part["train"].labels, minlength=10) - shares) <= 1).all()

@@ -185,3 +185,43 @@ def train_config(files: list[str], **overrides):
     values, _ = params.load_files(["params/train.yaml"])
     profile, _ = params.load_files(files)  # each file on its own: load_files refuses a parameter set twice
     return training.TrainConfig(**{**values, **profile, **overrides})
+
+
+INKS = {"red": (220, 40, 40), "green": (30, 170, 60), "blue": (40, 70, 220), "orange": (240, 150, 20),
+        "purple": (150, 50, 190), "teal": (20, 160, 170)}
+
+
+def write_colour_digit_folder(root: str | Path, images, labels, classes: int = 15, per_class: int = 150,
+                              seed: int = 0) -> Path:
+    """A many-class RGB image folder made from gray digit images: class k is digit k % 5 in ink colour k // 5
+    (`0-red`, ..., `4-green`, ...), so both shape and colour matter. Every picture is a different digit image,
+    resized to its own width and height (20 to 64 pixels), inked in its class colour with some jitter on a random
+    light background, and saved as RGB PNG, RGBA PNG or JPG in turn: ROOT/train/<class>/<n>.<suffix>."""
+    import numpy as np
+    from PIL import Image
+
+    if classes > 5 * len(INKS):
+        raise ValueError(f"at most {5 * len(INKS)} classes (5 digits x {len(INKS)} inks)")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    pools = {digit: list(rng.permutation(np.flatnonzero(labels == digit))) for digit in range(5)}
+    inks = list(INKS.items())
+    for label in range(classes):
+        digit, (ink_name, ink) = label % 5, inks[label // 5]
+        folder = Path(root) / "train" / f"{digit}-{ink_name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            if not pools[digit]:
+                raise ValueError(f"not enough images of digit {digit} for {classes} classes of {per_class}")
+            gray = np.asarray(images[pools[digit].pop()], np.float64).reshape(images.shape[1], images.shape[2]) / 255
+            width, height = (int(v) for v in rng.integers(20, 65, size=2))
+            alpha = np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)) / 255
+            background = rng.integers(150, 256, size=3) + rng.normal(0, 8, size=(height, width, 3))
+            colour = np.clip(np.array(ink) + rng.normal(0, 20, size=3), 0, 255)
+            pixels = background * (1 - alpha[..., None]) + colour * alpha[..., None]
+            picture = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+            kind = index % 3
+            if kind == 1:
+                picture.putalpha(255)
+            picture.save(folder / f"{index}.{'jpg' if kind == 2 else 'png'}", **({"quality": 90} if kind == 2 else {}))
+    return Path(root)

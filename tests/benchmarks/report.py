@@ -16,8 +16,9 @@ from pathlib import Path
 import benchlib
 
 HERE = Path(__file__).resolve().parent
-KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 30, "pipeline": 40, "inference": 60, "suite": 90}
-COMMANDS = {"suite": "make bench-suite", "accuracy": "make bench SECTIONS=accuracy (hours)"}
+KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 30, "data_efficiency": 35, "pipeline": 40, "inference": 60, "suite": 90}
+COMMANDS = {"suite": "make bench-suite", "accuracy": "make bench SECTIONS=accuracy (hours)",
+            "data_efficiency": "make bench SECTIONS=data_efficiency (hours)"}
 RULE = ("Every ratio compares two things measured in the same run on the same machine; absolute times are for "
         "reference only: they depend on the machine and on whatever else it was doing (see the load average).")
 
@@ -120,6 +121,7 @@ def section_block(section: dict, newest: dict | None, mixed: bool) -> list[str]:
     if mixed and newest is not None and machine(env) != machine(newest["environment"]):
         lines += [f"Machine: {machine(env)}.", ""]
     lines += table(section["columns"], section["rows"])
+    lines += [""] + section["chart"] if section.get("chart") else []  # optional: Markdown lines (a Mermaid chart)
     notes = section.get("notes") or []
     return lines + ([""] + [f"- {note}" for note in notes] if notes else [])
 

@@ -1,0 +1,84 @@
+"""The data-efficiency benchmark on tiny real data (runs kept and skipped on a rerun, the table, chart and plot), its
+many-class RGB folder (real PNG/RGBA/JPG files), and the default recipe learning such a folder of 300 pictures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bench_data_efficiency
+import benchlib
+from conftest import REPO, draw_digits, write_tiny_mnist
+from mnist_lib import datasets, split, training
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    """15 classes (digits 0-4 x red, green, blue) of 20 pictures each, from drawn digits."""
+    images, labels = draw_digits(600, seed=7)
+    return benchlib.write_colour_digit_folder(tmp_path_factory.mktemp("colour"), images, labels, classes=15, per_class=20)
+
+
+def test_the_colour_folder_has_15_classes_of_varied_sizes_and_file_kinds(colour_folder):
+    classes = sorted(path.name for path in (colour_folder / "train").iterdir())
+    assert len(classes) == 15 and {"0-red", "4-green", "2-blue"} <= set(classes)
+    files = sorted((colour_folder / "train" / "3-green").iterdir())
+    assert len(files) == 20
+    modes = {(path.suffix, Image.open(path).mode) for path in files}
+    assert modes == {(".png", "RGB"), (".png", "RGBA"), (".jpg", "RGB")}
+    assert len({Image.open(path).size for path in files}) > 10
+    red, green = (np.asarray(Image.open(colour_folder / "train" / name / "0.png"))[..., :3].astype(int) for name in ("1-red", "1-green"))
+    assert red[..., 0].min() < 200 and red[..., 0].min() > red[..., 1].min()  # red ink: the red channel stays higher
+    assert green[..., 1].min() > green[..., 0].min()
+
+
+def test_the_default_recipe_learns_a_15_class_rgb_folder_of_300_pictures(colour_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    data = datasets.load("image_folder", colour_folder, image_size=32, channels=3)
+    parts = split.make_splits(data, 0.1, 0.1, seed=0)
+    config = benchlib.train_config([], seed=1, epochs=8)  # params/train.yaml but for the epochs (time)
+    assert config.model == "cnn_strong"
+    model, history = training.train(parts["train"], parts["val"], config, tmp_path, live_plot=False, resume=False)
+    assert len(parts["train"]) == 240 and history.attrs["batch_sizes"] == [30]  # 8 steps an epoch
+    # chance is 1/15 = 0.067, where validation stayed in every epoch with Keras' own moving averages; 0.47 here
+    assert history["val_accuracy"].max() >= 0.3, history["val_accuracy"].tolist()
+    assert history.attrs["warnings"] == []
+
+
+def test_the_benchmark_keeps_its_runs_and_writes_table_chart_and_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # the recipes are read from params/
+    write_tiny_mnist(tmp_path / "raw", n_train=300, n_test=100)
+    argv = ["--sizes", "100", "all", "--seeds", "1", "--recipes", "fast", "reference", "--no-folder",
+            "--raw-dir", str(tmp_path / "raw"), "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
+    assert bench_data_efficiency.main(argv) == 0
+    runs = {path.name: json.loads(path.read_text()) for path in (tmp_path / "runs").glob("*.json")}
+    assert sorted(runs) == ["fast-100-seed1.json", "fast-all-seed1.json", "reference-100-seed1.json", "reference-all-seed1.json"]
+    assert runs["fast-100-seed1.json"]["train_images"] == 100 and runs["fast-all-seed1.json"]["train_images"] == 270
+    assert runs["reference-100-seed1.json"]["val_images"] == 30 and runs["reference-100-seed1.json"]["test_images"] == 100
+    section = json.loads((tmp_path / "data_efficiency.json").read_text())
+    assert [row[:2] for row in section["rows"]] == [["MNIST 100", 100], ["MNIST all", 270]]
+    fast = runs["fast-100-seed1.json"]["test_accuracy"] * 100
+    assert section["rows"][0][3] == f"{fast:.2f} +- 0.00 (1)" and section["rows"][0][2] == ""  # no default run
+    assert section["chart"][0] == "```mermaid" and "x-axis [100, all]" in section["chart"][3]
+    assert (tmp_path / "data_efficiency.png").stat().st_size > 5000
+    capsys.readouterr()
+    assert bench_data_efficiency.main(argv) == 0
+    assert capsys.readouterr().out.count("done before") == 4
+
+
+def test_the_targets_compare_the_default_with_the_best_recipe_within_one_sd():
+    def run(recipe, data, accuracy, seed):
+        return {"recipe": recipe, "data": data, "seed": seed, "train_images": 300, "test_accuracy": accuracy}
+    runs = [run("default", "300", a, s) for s, a in enumerate((0.90, 0.92, 0.94))]  # mean 92, sd 2
+    runs += [run("fast", "300", a, s) for s, a in enumerate((0.93, 0.93, 0.93))]  # 93: within one sd of the default
+    runs += [run("reference", "300", a, s) for s, a in enumerate((0.91, 0.91, 0.91))]
+    targets = bench_data_efficiency.section(runs, ["300"])["targets"]
+    assert targets[0]["met"] is True and targets[1]["met"] is True
+    runs[3:6] = [run("fast", "300", 0.95, s) for s in range(3)]  # 95 > 92 + 2
+    targets = bench_data_efficiency.section(runs, ["300"])["targets"]
+    assert targets[0]["met"] is False and "no (fast better)" in targets[0]["measured"]
+    runs[6:] = [run("reference", "300", 0.925, s) for s in range(3)]
+    assert bench_data_efficiency.section(runs, ["300"])["targets"][1]["met"] is False

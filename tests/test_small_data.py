@@ -1,0 +1,121 @@
+"""Small data: batch-norm statistics recomputed from training images (checked against moments computed by hand),
+smaller batches for a small training split, and the warning when validation accuracy stays near chance or far
+below training accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import draw_digits
+from mnist_lib import batchnorm, health, training
+from mnist_lib.datasets import Dataset
+from mnist_lib.training import TrainConfig
+
+
+def conv_bn_model() -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(3, 3, name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(keras.layers.ReLU()(x)))
+    return keras.Model(inputs, outputs)
+
+
+def hand_moments(features: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and (biased) variance of each batch, averaged with the batches' sizes as weights."""
+    means, variances, weights = [], [], []
+    for start in range(0, len(features), batch_size):
+        batch = features[start:start + batch_size].reshape(-1, features.shape[-1]).astype(np.float64)
+        means.append(batch.mean(axis=0))
+        variances.append(((batch - batch.mean(axis=0)) ** 2).mean(axis=0))
+        weights.append(len(features[start:start + batch_size]))
+    return np.average(means, axis=0, weights=weights), np.average(variances, axis=0, weights=weights)
+
+
+def test_recompute_sets_each_batch_norm_layer_to_the_training_images_batch_moments():
+    keras.utils.set_random_seed(0)
+    model = conv_bn_model()
+    images = np.random.default_rng(1).integers(0, 256, (70, 8, 8, 1)).astype(np.uint8)
+    batchnorm.Recompute(model, images, batch_size=32)()  # batches of 32, 32 and 6
+    features = keras.Model(model.inputs, model.get_layer("conv").output).predict(images, verbose=0)
+    mean, variance = hand_moments(features, 32)
+    layer = model.get_layer("bn")
+    np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(mean, 0) and not np.allclose(variance, 1)  # far from Keras' initial 0 and 1
+
+
+def test_statistics_come_from_at_most_the_limit_evenly_spaced_training_images():
+    images = np.arange(10).reshape(10, 1, 1, 1)
+    assert batchnorm.statistics_images(images, limit=4)[:, 0, 0, 0].tolist() == [0, 3, 6, 9]
+    assert batchnorm.statistics_images(images, limit=20) is images
+
+
+def test_a_model_without_batch_norm_is_left_alone():
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    before = [weight.copy() for weight in model.get_weights()]
+    batchnorm.Recompute(model, np.zeros((5, 4, 4, 1), np.uint8), 2)()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def digits(count: int, seed: int, size: int = 8) -> Dataset:
+    images, labels = draw_digits(count, seed, size=size)
+    return Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+
+
+def test_after_fit_the_saved_statistics_are_the_final_weights_batch_moments(tmp_path):
+    # Keras' own moving averages (momentum 0.99) would still be near their initial 0 and 1 after 4 steps.
+    train, val = digits(120, 1), digits(40, 2)
+    config = TrainConfig(model="cnn_small", epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", seed=3,
+                         temperature_scaling=False)
+    training.set_determinism(3)
+    model = conv_bn_model()
+    training.fit(model, Dataset(train.images, train.labels % 2, ("even", "odd")), Dataset(val.images, val.labels % 2,
+                 ("even", "odd")), config, tmp_path, live_plot=False, resume=False)
+    features = keras.Model(model.inputs, model.get_layer("conv").output).predict(train.images, verbose=0)
+    mean, variance = hand_moments(features, 32)
+    np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), mean, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(model.get_layer("bn").moving_variance.numpy(), variance, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(("batch_size", "images", "expected"), [
+    (128, 54_000, 128), (128, 1024, 128), (128, 1000, 125), (128, 300, 38), (32, 150, 19), (128, 5, 1),
+])
+def test_a_small_training_split_trains_on_batches_that_make_eight_steps_an_epoch(batch_size, images, expected):
+    assert training.batch_size_for(batch_size, images) == expected
+
+
+def history(train: list[float], val: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": range(len(train)), "accuracy": train, "val_accuracy": val})
+
+
+def test_validation_near_chance_is_reported_with_what_to_try():
+    (message,) = health.check(history([0.3, 0.9], [0.11, 0.18]), num_classes=10)
+    assert message.startswith("validation accuracy never rose above 18.0%, near chance (10.0% for 10 classes)")
+    assert "learning_rate" in message and "fast profile" in message
+
+
+def test_validation_far_below_training_accuracy_is_reported():
+    (message,) = health.check(history([0.5, 0.93], [0.30, 0.66]), num_classes=15)
+    assert message.startswith("training accuracy reached 93.0% but validation accuracy only 66.0%")
+    assert "augmentation" in message and "batch-normalised" in message
+
+
+@pytest.mark.parametrize(("train", "val"), [([0.5, 0.99], [0.6, 0.98]), ([0.4, 1.0], [0.5, 0.76]), ([0.1, 0.2], [0.2, 0.2])])
+def test_a_healthy_or_merely_small_gap_run_gets_no_warning(train, val):
+    assert health.check(history(train, val), num_classes=10) == []
+
+
+def test_a_run_made_to_fail_warns_in_the_notebook_and_records_it_in_the_summary(tmp_path):
+    train, val = digits(200, 4, size=28), digits(300, 5, size=28)
+    shuffled = Dataset(train.images, np.random.default_rng(0).permutation(train.labels), train.class_names)  # broken labels
+    config = TrainConfig(model="cnn_small", epochs=3, batch_size=32, learning_rate=0.003, optimizer="adam", seed=1)
+    with pytest.warns(UserWarning, match="near chance"):
+        model, trained = training.train(shuffled, val, config, tmp_path, live_plot=False, resume=False)
+    summary = training.write_summary(tmp_path, model, config, trained)
+    assert len(summary["warnings"]) == 1 and "near chance (10.0% for 10 classes)" in summary["warnings"][0]
+    assert json.loads((tmp_path / "summary.json").read_text())["warnings"] == summary["warnings"]

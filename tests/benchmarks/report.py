@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -79,8 +80,47 @@ def machine(env: dict) -> str:
             f"devices: {', '.join(env.get('devices') or ['?'])}")
 
 
-def render(sections: list[dict], expected: dict[str, str]) -> str:
-    """The whole BENCHMARKS.md."""
+def previous(text: str) -> tuple[dict[str, list[str]], list[list[str]], str]:
+    """An earlier BENCHMARKS.md taken apart: each section's block (title -> its lines, placeholders left out), the
+    rows of its targets table (cells as written), and its machine line."""
+    blocks: dict[str, list[str]] = {}
+    rows, machine_line, current = [], "", None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            blocks[current] = [line]
+        elif current == "Targets":
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if len(cells) == 4 and cells[0] not in ("section", "---"):
+                rows.append(cells)
+        elif current is not None:
+            blocks[current].append(line)
+        elif line.startswith("**Machine:**"):
+            machine_line = line.removeprefix("**Machine:**").strip()
+    blocks.pop("Targets", None)
+    kept = {title: lines for title, lines in blocks.items() if not any(l.startswith("Not measured yet") for l in lines)}
+    return {title: lines[:-1] if lines and not lines[-1] else lines for title, lines in kept.items()}, rows, machine_line
+
+
+def section_name(block: list[str]) -> str:
+    """The section a kept block was measured by, from its command (`python tests/benchmarks/bench_NAME.py`)."""
+    found = re.search(r"^`(?:python tests/benchmarks/bench_(\w+)\.py|make bench-(suite))", "\n".join(block), re.MULTILINE)
+    return (found.group(1) or found.group(2)) if found else block[0][3:]
+
+
+KEPT = "Kept from an earlier rendering (no JSON for it in outputs/bench when this file was written); measured on: "
+
+
+def kept_block(block: list[str], machine_line: str) -> list[str]:
+    """A section block carried over from the file as it was, saying so once (with the machine it came from)."""
+    if any(line.startswith(KEPT) for line in block):
+        return block
+    return block[:2] + [f"{KEPT}{machine_line.rstrip('.') or 'a machine not recorded'}; with the code of that time.", ""] + block[2:]
+
+
+def render(sections: list[dict], expected: dict[str, str], earlier: str = "") -> str:
+    """The whole BENCHMARKS.md. Sections measured before (in `earlier`, the file as it was) that have no JSON here
+    keep their block and their targets, marked as kept: a session measures one section without losing the rest."""
     lines = ["# Benchmarks", "",
              "Measured by `make bench` (or one section: `make bench SECTIONS=data`); this file is rendered by "
              "`python tests/benchmarks/report.py` from `outputs/bench/*.json`. Do not edit it by hand: rerun the "
@@ -92,13 +132,19 @@ def render(sections: list[dict], expected: dict[str, str]) -> str:
         if len(machines) > 1:
             lines += ["Not every section was measured on this machine or with these versions: each section names its own "
                       "where it differs.", ""]
+    kept, kept_rows, kept_machine = previous(earlier)
+    for section in sections:
+        kept.pop(section["title"], None)  # measured now
     lines += ["## Targets", ""]
     targets = [[s["title"], t["target"], t["measured"], "met" if t["met"] else "**missed**"]
                for s in sections for t in s["targets"]]
+    targets += [row for row in kept_rows if row[0] in kept]
     lines += table(["section", "target", "measured", "met?"], targets) if targets else ["No section with targets measured yet."]
-    measured = {s["section"] for s in sections}
+    measured = {s["section"] for s in sections} | {section_name(block) for block in kept.values()}
     missing = sorted(set(expected) - measured, key=lambda name: (KNOWN_ORDER.get(name, 50), name))
     blocks = [(s["order"], s["section"], section_block(s, newest, len(machines) > 1)) for s in sections]
+    blocks += [(KNOWN_ORDER.get(section_name(block), 50), section_name(block), kept_block(block, kept_machine))
+               for block in kept.values()]
     blocks += [(KNOWN_ORDER.get(name, 50), name, [f"## {name}", "", f"Not measured yet: run `{expected[name]}`."])
                for name in missing]
     for _, _, block in sorted(blocks, key=lambda b: (b[0], b[1])):
@@ -133,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect", default="", help="section names that should be there (space-separated)")
     args = parser.parse_args(argv)
     sections = load_sections(args.bench_dir)
-    args.output.write_text(render(sections, expected_sections(args.expect.split())))
+    earlier = args.output.read_text() if args.output.is_file() else ""
+    args.output.write_text(render(sections, expected_sections(args.expect.split()), earlier))
     print(f"{len(sections)} section(s) -> {args.output}")
     return 0
 

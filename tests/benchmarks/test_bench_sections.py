@@ -104,3 +104,57 @@ def test_report_renders_every_section_the_targets_and_what_is_not_measured(data_
     benchlib.write_section({**json.loads((tmp_path / "inference.json").read_text()), "environment": busy}, tmp_path)
     report.main(["--bench-dir", str(tmp_path), "--output", str(output)])
     assert output.read_text().count("**The machine was busy:**") == 1
+
+
+EARLIER = """# Benchmarks
+
+**Machine:** Old CPU, 2 cores.
+
+## Targets
+
+| section | target | measured | met? |
+|---|---|---|---|
+| Inference | batch 1 under 5 ms | 4 ms \\| warm | met |
+| Training speed | fast | slow | **missed** |
+
+## Training speed
+
+`python tests/benchmarks/bench_training.py`, measured 2026-01-01 00:00:00 UTC.
+
+| model | images/s |
+|---|---:|
+| mlp | 25,748 |
+
+## Inference
+
+`python tests/benchmarks/bench_inference.py`, measured 2026-01-01 00:00:00 UTC.
+
+| what | s |
+|---|---:|
+| old row | 1 |
+
+## suite
+
+Not measured yet: run `make bench-suite`.
+"""
+
+
+def test_report_keeps_earlier_sections_it_has_no_json_for_and_replaces_those_it_has(tmp_path):
+    env = {"cpu_model": "New CPU", "cpu_count": 2, "ram_gib": 8, "load_average": [0.1, 0.1, 0.1]}
+    benchlib.write_section({"section": "inference", "title": "Inference", "order": 60, "command": "python x.py",
+                            "columns": ["what", "s"], "rows": [["new row", 2]], "notes": [], "environment": env,
+                            "targets": [{"target": "batch 1 under 5 ms", "measured": "3 ms", "met": True}]}, tmp_path)
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text(EARLIER)
+    assert report.main(["--bench-dir", str(tmp_path), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "| new row | 2 |" in text and "old row" not in text  # measured now: replaced
+    assert "| mlp | 25,748 |" in text  # no JSON here: kept, said so, with the machine it came from
+    kept = text[text.index("## Training speed"):text.index("## Inference")]
+    assert "Kept from an earlier rendering" in kept and "measured on: Old CPU, 2 cores;" in kept
+    targets = text[text.index("## Targets"):text.index("## Training speed")]
+    assert "| Training speed | fast | slow | **missed** |" in targets
+    assert "| Inference | batch 1 under 5 ms | 3 ms | met |" in targets and "4 ms" not in targets
+    assert text.count("## suite") == 1 and "## training" not in text  # a kept section is not also "not measured"
+    assert report.main(["--bench-dir", str(tmp_path), "--output", str(output)]) == 0
+    assert output.read_text() == text  # rendering again changes nothing

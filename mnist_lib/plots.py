@@ -297,6 +297,9 @@ def accuracy_by_train_size(table: pd.DataFrame, metrics: list[str], swept: list[
                         label=f"{label}: {metric}" if label else metric)
     ax.set(xscale="log", xlabel="training images (log scale)", ylabel="accuracy",
            title="Accuracy against training images (mean +- sd over seeds)")
+    sizes = sorted(done[SIZE_COLUMN].unique())
+    ax.set_xticks(sizes, [f"{size:,.0f}" for size in sizes], minor=False)
+    ax.set_xticks([], minor=True)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

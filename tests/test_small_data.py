@@ -119,3 +119,36 @@ def test_a_run_made_to_fail_warns_in_the_notebook_and_records_it_in_the_summary(
     summary = training.write_summary(tmp_path, model, config, trained)
     assert len(summary["warnings"]) == 1 and "near chance (10.0% for 10 classes)" in summary["warnings"][0]
     assert json.loads((tmp_path / "summary.json").read_text())["warnings"] == summary["warnings"]
+
+
+def test_the_learning_curve_over_data_draws_each_groups_mean_and_sd_per_training_size():
+    from mnist_lib import plots
+
+    table = pd.DataFrame({
+        "status": ["done"] * 6 + ["failed"], "model": ["a", "a", "a", "a", "b", "b", "a"],
+        "seed": [1, 2, 1, 2, 1, 2, 3], "train_size": [100, 100, 0.5, 0.5, 100, 100, 100],
+        plots.SIZE_COLUMN: [100, 100, 400, 400, 100, 100, 100], "test": [0.5, 0.7, 0.8, 0.9, 0.2, 0.4, 0.0],
+    })
+    fig = plots.accuracy_by_train_size(table, ["test"], ["model", "train_size", "seed"])
+    ax = fig.axes[0]
+    drawn = {container.get_label(): container for container in ax.containers}  # one errorbar per line
+    assert sorted(drawn) == ["model=a: test", "model=b: test"] and ax.get_xscale() == "log"
+    line, _, (bars,) = drawn["model=a: test"].lines
+    np.testing.assert_allclose(line.get_xydata(), [[100, 0.6], [400, 0.85]])  # the failed run left out
+    np.testing.assert_allclose(drawn["model=b: test"].lines[0].get_xydata(), [[100, 0.3]])
+    sd = np.std([0.5, 0.7], ddof=1)  # mean +- sd over seeds, ddof 1
+    np.testing.assert_allclose(sorted(bars.get_segments()[0][:, 1]), [0.6 - sd, 0.6 + sd])
+    no_sizes = plots.accuracy_by_train_size(table.assign(**{plots.SIZE_COLUMN: 100}), ["test"], ["seed"])
+    assert "did not vary the training images" in no_sizes.axes[0].texts[0].get_text()
+
+
+def test_the_data_efficiency_sweep_gives_the_split_its_size_and_seed_and_the_training_its_seed():
+    from conftest import REPO
+    from mnist_lib import sweeps
+
+    sweep = sweeps.load(REPO / "params/sweeps/data_efficiency.yaml", REPO)
+    assert [step.notebook for step in sweep.chain] == ["notebooks/02_split.py", "notebooks/03_train.py", "notebooks/04_evaluate.py"]
+    assert len(sweep.runs) == 15 and sweep.swept_names == ["train_size", "seed"]
+    sizes = sorted({run.values[0]["train_size"] for run in sweep.runs})
+    assert sizes == [1.0, 300, 1000, 3000, 10000]
+    assert all(run.values[0]["seed"] == run.values[1]["seed"] == run.swept["seed"] for run in sweep.runs)

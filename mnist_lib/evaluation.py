@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mnist_lib import modelfile, params
+from mnist_lib import modelfile, params, stats
 from mnist_lib.datasets import Dataset
 
 EPSILON = 1e-7  # probabilities are clipped like Keras' cross-entropy does
@@ -122,7 +122,8 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
 
 
 def summarize(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...], bins: int = 15) -> dict:
-    """Accuracy, loss (mean cross-entropy), error rate, macro precision/recall/F1, ECE, counts, per-class accuracy.
+    """Accuracy with its 95% Wilson interval, loss (mean cross-entropy), error rate, macro precision/recall/F1, ECE,
+    counts, per-class accuracy.
     Macro averages run over the classes present in the labels or the predictions."""
     predictions = probabilities.argmax(axis=1)
     correct = predictions == labels
@@ -132,8 +133,12 @@ def summarize(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[
     per_class = {  # a class's accuracy is its recall
         name: float(row.recall) if row.support else None for name, row in full.iterrows()
     }
+    low, high = stats.wilson_interval(int(correct.sum()), len(labels))
     return {
         "test_accuracy": float(correct.mean()),
+        "test_accuracy_ci95_low": low,
+        "test_accuracy_ci95_high": high,
+        "ci_method": f"{stats.CI_METHOD}, 95%, from n_errors of n_test",
         "test_loss": float(-np.log(picked).mean()),
         "error_rate": float((~correct).mean()),
         "macro_precision": float(report["precision"].mean()),

@@ -26,6 +26,9 @@ def test_summary_counts_accuracy_loss_and_errors():
     expected_loss = -np.mean(np.log([0.9, 0.7, 0.3, 1.0 - 1e-7]))
     assert metrics["test_loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert metrics["per_class_accuracy"] == {"a": 1.0, "b": 1.0, "c": 0.5}
+    # 3 of 4: Wilson (z = 1.96) centre (0.75 + z^2/8) / (1 + z^2/4) = 0.6275, half-width 0.3269
+    assert (metrics["test_accuracy_ci95_low"], metrics["test_accuracy_ci95_high"]) == pytest.approx((0.3006, 0.9544), abs=1e-4)
+    assert metrics["ci_method"].startswith("Wilson score interval, 95%")
 
 
 def test_macro_scores_average_the_per_class_precision_recall_and_f1():

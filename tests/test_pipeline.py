@@ -102,6 +102,7 @@ def test_repro_runs_every_stage_and_writes_the_promised_outputs(repo):
     assert metrics["error_rate"] == pytest.approx(1 - metrics["test_accuracy"])
     assert metrics["model"] == "cnn_strong" and metrics["seed"] == 42 and 0.0 <= metrics["ece"] <= 1.0
     assert "<dt>n_errors</dt>" in index and "<dt>macro_f1</dt>" in index
+    assert "<dt>train_size</dt><dd>1</dd>" in index and "<dt>train_images</dt><dd>270</dd>" in index  # the subset
     assert (out / "train" / "model.keras").is_file()
     FIRST_RUN.update(model=sha256(out / "train" / "model.keras"), metrics=sha256(out / "evaluate" / "metrics.json"))
 

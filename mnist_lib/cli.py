@@ -1,4 +1,4 @@
-"""The `mnist` command: fetch, run, sweep, report, predict."""
+"""The `mnist` command: fetch, run, sweep, report, predict, compare."""
 
 from __future__ import annotations
 
@@ -117,6 +117,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from mnist_lib import compare
+
+    names = tuple(args.names or (args.first, args.second))
+    first, second = compare.read_predictions(args.first), compare.read_predictions(args.second)
+    result = compare.compare(first, second, names)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.as_text())
+    if args.html:
+        Path(args.html).write_text(compare.to_html(result, _disagreement_png(first, second, names, Path(args.split_dir))))
+        print(f"report -> {args.html}", file=sys.stderr if args.json else sys.stdout)
+
+
+def _disagreement_png(first, second, names: tuple[str, str], split_dir: Path) -> bytes | None:
+    """The gallery of the images the two predict differently, as PNG bytes (None without the split's test images)."""
+    import io
+
+    from mnist_lib import compare, plots, split
+
+    if not (split_dir / "test.npz").is_file():
+        print(f"no {split_dir / 'test.npz'}: the report has no gallery (give --split-dir)", file=sys.stderr)
+        return None
+    test = split.load_split(split_dir, "test")
+    if test.labels is None or [test.class_names[label] for label in test.labels] != first["label"].tolist():
+        raise ValueError(f"{split_dir}'s test images are not the ones evaluated ({len(test):,} images, the predictions "
+                         f"have {len(first):,}, or their labels differ): give the --split-dir the evaluations read")
+    buffer = io.BytesIO()
+    plots.disagreement_gallery(test.images, compare.disagreements(first, second), names).savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `mnist` command."""
     top = argparse.ArgumentParser(prog="mnist", description="MNIST research pipeline tools.")
@@ -169,6 +199,16 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=256, help="images per prediction batch")
     predict.add_argument("--sha256", help="the model file's SHA-256, for a model without the record training writes")
     predict.set_defaults(handler=_predict)
+
+    pair = commands.add_parser("compare", help="pair two evaluations of one test split: intervals, disagreements, "
+                                               "McNemar's exact test")
+    pair.add_argument("first", help="an evaluate output folder (outputs/evaluate) or its predictions.csv")
+    pair.add_argument("second", help="another evaluation of the same test split")
+    pair.add_argument("--names", nargs=2, metavar=("A", "B"), help="what to call them (default: the paths)")
+    pair.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    pair.add_argument("--html", help="also write a small HTML report with the images they disagree on")
+    pair.add_argument("--split-dir", default="outputs/split", help="the split both evaluated (default: %(default)s)")
+    pair.set_defaults(handler=_compare)
     return top
 
 

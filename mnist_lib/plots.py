@@ -304,3 +304,21 @@ def accuracy_by_train_size(table: pd.DataFrame, metrics: list[str], swept: list[
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def disagreement_gallery(images: np.ndarray, table: pd.DataFrame, names: tuple[str, str], columns: int = 8) -> Figure:
+    """The test images two models predict differently (from `compare.disagreements`), titled with the true class
+    and each model's prediction."""
+    if table.empty:
+        return notice("Where the two models disagree", "The two models predict every test image the same way.")
+    columns = min(columns, len(table))
+    rows = -(-len(table) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, table.itertuples(index=False)):
+        _show(ax, images[row.index])
+        ax.set_title(f"true {row.label}\n{names[0][:8]}: {row.first}  {names[1][:8]}: {row.second}", fontsize=8)
+    fig.suptitle(f"Test images {names[0]} and {names[1]} predict differently (first {len(table)})", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -158,6 +158,22 @@ def metrics(data: Dataset, probabilities: np.ndarray, info: dict, bins: int = 15
     return {**summarize(data.labels, probabilities, data.class_names, bins), "labeled": True, **info}
 
 
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """metrics.json as a reader wants it: percentages with sensible digits, the interval beside the accuracy."""
+    rows = {}
+    if metrics.get("labeled"):
+        rows["test accuracy"] = (f"{metrics['test_accuracy']:.2%} (95% CI {metrics['test_accuracy_ci95_low']:.2%} to "
+                                 f"{metrics['test_accuracy_ci95_high']:.2%})")
+        rows["errors"] = f"{metrics['n_errors']:,} of {metrics['n_test']:,}"
+        rows |= {f"macro {name}": f"{metrics[f'macro_{name}']:.2%}" for name in ("precision", "recall", "f1")}
+        rows["test loss (cross-entropy)"] = f"{metrics['test_loss']:.4f}"
+        rows["expected calibration error"] = f"{metrics['ece']:.2%}"
+    else:
+        rows["test images (unlabeled)"] = f"{metrics['n_test']:,}"
+    rows |= {"model": metrics.get("model"), "seed": metrics.get("seed"), "parameters": f"{metrics.get('parameters', 0):,}"}
+    return pd.DataFrame({"value": rows}).rename_axis("metric")
+
+
 def confusion_matrix(labels: np.ndarray | None, predictions: np.ndarray, num_classes: int) -> np.ndarray | None:
     """Counts: row = true class, column = predicted class (None without labels)."""
     if labels is None:

@@ -51,12 +51,14 @@ table.head()
 # %% [markdown]
 # ## Metrics
 # Macro averages weigh every class the same and ECE measures over-confidence; `dvc metrics diff` compares these.
+# The accuracy's 95% interval (Wilson) says how sure it is: two models whose intervals overlap may not differ at all
+# (`mnist compare A B` pairs two evaluations image by image).
 
 # %%
 metrics = evaluation.metrics(test, probabilities, info, config.calibration_bins)
 evaluation.write_metrics(out / "metrics.json", metrics)
 training.write_environment(out / "environment.json")  # versions, determinism and threads, next to the result
-metrics
+evaluation.metrics_table(metrics)
 
 # %% [markdown]
 # ## Per-class precision, recall and F1

@@ -29,6 +29,9 @@ def test_summary_counts_accuracy_loss_and_errors():
     # 3 of 4: Wilson (z = 1.96) centre (0.75 + z^2/8) / (1 + z^2/4) = 0.6275, half-width 0.3269
     assert (metrics["test_accuracy_ci95_low"], metrics["test_accuracy_ci95_high"]) == pytest.approx((0.3006, 0.9544), abs=1e-4)
     assert metrics["ci_method"].startswith("Wilson score interval, 95%")
+    shown = evaluation.metrics_table({**metrics, "labeled": True, "model": "m", "seed": 1, "parameters": 1234})["value"]
+    assert shown["test accuracy"] == "75.00% (95% CI 30.06% to 95.44%)" and shown["errors"] == "1 of 4"
+    assert shown["parameters"] == "1,234" and shown["macro f1"].endswith("%")
 
 
 def test_macro_scores_average_the_per_class_precision_recall_and_f1():

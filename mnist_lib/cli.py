@@ -83,6 +83,8 @@ def _sweep(args: argparse.Namespace) -> int:
         finally:
             sweeps.summarize(sweep, out_dir)
     print(f"summary -> {out_dir / 'summary.csv'}")
+    if (out_dir / "by_configuration.csv").is_file():
+        print(f"mean, sd and count over seeds -> {out_dir / 'by_configuration.csv'}")
     if not args.no_report:
         report_path = out_dir / "report.ipynb"
         run(root / "notebooks" / "05_sweep_report.py", report_path, [], {"sweep_dir": str(out_dir)})

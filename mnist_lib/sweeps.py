@@ -28,6 +28,7 @@ SPEC_KEYS = {"description", "chain", "fixed", "grid", "zip", "runs"}
 STEP_KEYS = {"notebook", "parameter_files", "paths"}
 STATUS_FILE = "status.json"
 MAX_ID_LENGTH = 80
+SEED_METRICS = ("train.best_val_accuracy", "evaluate.test_accuracy")  # summarized over seeds in by_configuration.csv
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,8 @@ def _scalars(path: Path, prefix: str) -> Iterator[tuple[str, Any]]:
 
 def summarize(sweep: Sweep, out_dir: Path) -> pd.DataFrame:
     """One row per run: id, status, seconds, error, the values it used for every swept parameter, and every scalar of
-    each stage's JSON results (e.g. `train.best_val_accuracy`, `evaluate.test_accuracy`); written to summary.csv."""
+    each stage's JSON results (e.g. `train.best_val_accuracy`, `evaluate.test_accuracy`); written to summary.csv.
+    When seeds were swept, by_configuration.csv holds each other combination's mean, sd and count over seeds."""
     rows = []
     for run in sweep.runs:
         folder = out_dir / run.run_id
@@ -302,6 +304,10 @@ def summarize(sweep: Sweep, out_dir: Path) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "summary.csv", index=False)
+    by_configuration = seed_statistics(table, sweep.swept_names, [name for name in SEED_METRICS if name in table])
+    if not by_configuration.empty:  # mean, sd and count of seeds per combination of the other swept values
+        by_configuration.columns = [f"{metric} {stat}" for metric, stat in by_configuration.columns]
+        by_configuration.to_csv(out_dir / "by_configuration.csv")
     (out_dir / "sweep.json").write_text(json.dumps({"name": sweep.name, "file": str(sweep.path),
                                                     "swept": sweep.swept_names, "runs": len(sweep.runs)}, indent=2) + "\n")
     return table
@@ -351,3 +357,32 @@ def sortable_html(table: pd.DataFrame) -> str:
         "rows.forEach(r=>b.appendChild(r));};});})();</script>" % table_id
     )
     return html + script
+
+
+def best_against_runner_up(sweep_dir: str | Path, table: pd.DataFrame, swept: list[str], rank_by: str) -> pd.DataFrame:
+    """The best configuration (by its mean `rank_by` over seeds, a validation figure) against the runner-up, paired
+    on the test images with McNemar's exact test, one row per seed both ran (one row when seeds were not swept)."""
+    from mnist_lib import compare
+
+    done = table[table["status"] == "done"]
+    others = [name for name in swept if name != "seed"]
+    if rank_by not in done or not others:
+        return pd.DataFrame()
+    configuration = done[others].astype(str).agg(", ".join, axis=1)  # one key per combination of the other values
+    ranked = done.groupby(configuration)[rank_by].mean().sort_values(ascending=False, kind="stable")
+    if len(ranked) < 2:
+        return pd.DataFrame()
+    picks = [done[configuration == key] for key in ranked.index[:2]]
+    seeds = sorted(set(picks[0]["seed"]) & set(picks[1]["seed"])) if "seed" in swept else [None]
+    rows = []
+    for seed in seeds:
+        runs = [pick if seed is None else pick[pick["seed"] == seed] for pick in picks]
+        ids = [run["run_id"].iloc[0] for run in runs]
+        result = compare.compare(*(compare.read_predictions(Path(sweep_dir) / run_id / "evaluate") for run_id in ids),
+                                 names=tuple(ids))
+        rows.append({"seed": seed, "best": ids[0], "runner_up": ids[1],
+                     "best_test_accuracy": result.correct[0] / result.n_test,
+                     "runner_up_test_accuracy": result.correct[1] / result.n_test,
+                     "right_only_in_best": result.only_first, "right_only_in_runner_up": result.only_second,
+                     "mcnemar_p": result.p_value})
+    return pd.DataFrame(rows)

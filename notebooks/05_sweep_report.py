@@ -52,3 +52,12 @@ fig = plots.overlaid_curves(best)
 
 # %%
 sweeps.seed_statistics(table, info["swept"], metrics)
+
+# %% [markdown]
+# ## Is the best configuration really better than the runner-up?
+# The two configurations ranked highest on validation, paired image by image on the test split (the same seed's
+# runs side by side when seeds were swept): the images only one of them gets right, and McNemar's exact test. A large
+# p-value says the ranking may be luck.
+
+# %%
+sweeps.best_against_runner_up(paths.resolve(sweep_dir), table, info["swept"], rank_by)

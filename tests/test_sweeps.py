@@ -156,6 +156,13 @@ def test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary
     assert sweep_info["swept"] == ["learning_rate", "seed", "optimizer"]
     report = (out / "report.html").read_text()
     assert "Sweep report" in report and "sweep-" in report and "<img" in report
+    assert "right_only_in_runner_up" in report and "mcnemar_p" in report  # best vs runner-up, seed by seed
+    by_configuration = pd.read_csv(out / "by_configuration.csv")
+    first = by_configuration[by_configuration["learning_rate"] == 0.001].iloc[0]
+    seeds = good[good["learning_rate"] == 0.001]["evaluate.test_accuracy"]
+    assert first["evaluate.test_accuracy count"] == 2
+    assert first["evaluate.test_accuracy mean"] == pytest.approx(seeds.mean())
+    assert first["evaluate.test_accuracy std"] == pytest.approx(abs(seeds.iloc[0] - seeds.iloc[1]) / 2 ** 0.5)
 
 
 def default_sigint() -> None:

@@ -32,6 +32,7 @@ INDEX_STYLE = (
     "section>figure{grid-column:2;grid-row:1/span 6;margin:1em 0}section>figure img{max-width:22em;max-height:16em}"
     "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;margin:.3em 0}dt{font-weight:bold}dd{margin:0}"
     "h2,h3,p,dl{grid-column:1}h3{margin:.6em 0 .2em;font-size:1em}.meta{color:#666}"
+    "#headline{background:#f4f7fb;border:1px solid #c9d6e8;border-radius:6px;padding:.2em 1em .6em;margin:1em 0}"
 )
 
 
@@ -136,21 +137,89 @@ def _entry(path: Path, notebook: nbformat.NotebookNode, report: Path) -> str:
     )
 
 
+def _results(notebooks: dict[str, nbformat.NotebookNode]) -> dict[str, tuple[str, dict]]:
+    """The results the headline needs, found by what they hold: 'metrics' (evaluate's metrics.json), 'train' and
+    'split' (their summary.json), each with the report name of the notebook that wrote it."""
+    found = {}
+    for report, notebook in notebooks.items():
+        out_dir = notebook.metadata.get("papermill", {}).get("parameters", {}).get("out_dir")
+        for name in KEY_FILES:
+            path = resolve(out_dir) / name if out_dir else None
+            if path is None or not path.is_file():
+                continue
+            data = json.loads(path.read_text())
+            kind = "metrics" if "test_accuracy" in data else "train" if "fit_seconds" in data else \
+                "split" if "train_images" in data else None
+            if kind:
+                found.setdefault(kind, (report, data))
+    return found
+
+
+def _recipe(config: dict, members: list[dict]) -> str:
+    """A training configuration in a few words (with the batch size the first network trained on)."""
+    used = members[0].get("batch_size", config["batch_size"]) if members else config["batch_size"]
+    batch = f"batch {used}" + (f" (batch_size {config['batch_size']}, lowered for small data)" if used != config["batch_size"] else "")
+    words = [f"{config['model']}", f"{config['epochs']} epoch{'s' * (config['epochs'] != 1)} of {batch}",
+             f"{config['optimizer']} {config['learning_rate']:g} ({config['lr_schedule']})"]
+    if config.get("label_smoothing"):
+        words.append(f"label smoothing {config['label_smoothing']:g}")
+    moves = [f"{name} {config[name]:g}" for name in ("rotation", "zoom", "shift") if config.get(name)]
+    words += [f"augmentation: {', '.join(moves)}"] if moves else []
+    if config.get("ensemble_size", 1) > 1 or config.get("tta"):
+        words.append(f"ensemble of {config.get('ensemble_size', 1)}" + (" with test-time shifts" if config.get("tta") else ""))
+    return ", ".join(words)
+
+
+def headline(notebooks: dict[str, nbformat.NotebookNode]) -> str:
+    """The block a reader sees first: model and recipe, test accuracy with its interval, errors, macro F1, ECE,
+    training time and speed, the data, and links to the learning curves, confusion matrix and error gallery."""
+    found = _results(notebooks)
+    rows = {}
+    if "train" in found:
+        train = found["train"][1]
+        rows["model and recipe"] = _recipe(train["config"], train.get("members", []))
+    if "metrics" in found:
+        metrics = found["metrics"][1]
+        low, high = metrics.get("test_accuracy_ci95_low"), metrics.get("test_accuracy_ci95_high")
+        rows["test accuracy"] = f"{metrics['test_accuracy']:.2%}" + (
+            f" (95% CI {low:.2%} to {high:.2%})" if low is not None and high is not None else "")
+        rows["errors"] = f"{metrics['n_errors']:,} of {metrics['n_test']:,} test images"
+        rows["macro F1 / calibration error (ECE)"] = f"{metrics['macro_f1']:.2%} / {metrics['ece']:.2%}"
+    if "train" in found:
+        speed = train.get("train_images_per_second")
+        rows["training"] = f"{train['fit_seconds']:,.0f} s" + (f", {speed:,.0f} images/s" if speed else "")
+    if "split" in found:
+        data = found["split"][1]
+        rows["data"] = (f"{data.get('data_format', '?')}: {data['train_images']:,} train / {data['val_images']:,} "
+                        f"validation / {data['test_images']:,} test images, {data['classes']} classes "
+                        f"({data.get('image_shape', '?')})")
+    links = [(found[kind][0], anchor, label) for kind, anchor, label in (
+        ("train", "Learning-curves", "learning curves"), ("metrics", "Confusion-matrix", "confusion matrix"),
+        ("metrics", "Misclassified-test-images", "error gallery")) if kind in found]
+    if not rows:
+        return ""
+    link_html = " &middot; ".join(f'<a href="{html.escape(report)}#{anchor}">{label}</a>' for report, anchor, label in links)
+    return (f'<div id="headline"><h2>Result</h2><dl>{_definition_list(rows)}</dl>'
+            + (f"<p>{link_html}</p>" if link_html else "") + "</div>")
+
+
 def build(notebook_paths: list[str | Path], out_dir: str | Path, hide_code: bool = False) -> Path:
-    """Render each executed notebook to `out_dir`/NAME.html and write `out_dir`/index.html linking them."""
+    """Render each executed notebook to `out_dir`/NAME.html and write `out_dir`/index.html: the headline (the
+    result in one block), then one entry per report."""
     out_dir = Path(out_dir)
-    entries = []
+    entries, rendered = [], {}
     for path in map(Path, notebook_paths):
         notebook = nbformat.read(path, as_version=4)
         report = to_html(notebook, out_dir / f"{path.stem}.html", hide_code)
         entries.append(_entry(path, notebook, report))
+        rendered[report.name] = notebook
     index = out_dir / "index.html"
     index.write_text(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MNIST pipeline reports</title>"
         f"<style>{INDEX_STYLE}</style></head><body>"
         "<h1>MNIST pipeline reports</h1><p>One report per executed notebook, in pipeline order"
         + (", code hidden" if hide_code else "") + ".</p>"
-        + "".join(entries) + "</body></html>\n",
+        + headline(rendered) + "".join(entries) + "</body></html>\n",
         encoding="utf-8",
     )
     return index

@@ -103,6 +103,12 @@ def test_repro_runs_every_stage_and_writes_the_promised_outputs(repo):
     assert metrics["model"] == "cnn_strong" and metrics["seed"] == 42 and 0.0 <= metrics["ece"] <= 1.0
     assert "<dt>n_errors</dt>" in index and "<dt>macro_f1</dt>" in index
     assert "<dt>train_size</dt><dd>1</dd>" in index and "<dt>train_images</dt><dd>270</dd>" in index  # the subset
+    headline = index[index.index('<div id="headline">'):index.index("<section>")]  # the result, first
+    assert ("<dt>model and recipe</dt><dd>cnn_strong, 1 epoch of batch 34 (batch_size 128, lowered for small data), "
+            "adam 0.003 (one_cycle)") in headline
+    assert "<dt>data</dt><dd>idx: 270 train / 30 validation / 100 test images, 10 classes (28x28x1)</dd>" in headline
+    assert f"<dt>errors</dt><dd>{metrics['n_errors']} of 100 test images</dd>" in headline and "<dt>training</dt>" in headline
+    assert 'href="03_train.html#Learning-curves"' in headline
     assert (out / "train" / "model.keras").is_file()
     FIRST_RUN.update(model=sha256(out / "train" / "model.keras"), metrics=sha256(out / "evaluate" / "metrics.json"))
 

@@ -3,6 +3,7 @@ hidden) and the index page; then both opened in a real headless Chromium to see 
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -16,7 +17,7 @@ import nbformat
 import pytest
 
 from evaluate_cases import digits, run_evaluate, write_case
-from mnist_lib import cli, notebooks, reports
+from mnist_lib import cli, notebooks, reports, stats
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +96,18 @@ def test_index_lists_each_report_with_key_figures_parameters_and_first_figure(ru
     assert "<h3>Key figures</h3><dl><dd>none</dd></dl>" in page[: page.index('href="04_evaluate.html"')]
 
 
+def test_index_leads_with_the_result_and_links_into_the_evaluate_report(run):
+    page, metrics = run["index"].read_text(), run["metrics"]
+    top = page[page.index('<div id="headline">'):page.index("<section>")]
+    low, high = stats.wilson_interval(metrics["n_test"] - metrics["n_errors"], metrics["n_test"])
+    accuracy = (metrics["n_test"] - metrics["n_errors"]) / metrics["n_test"]
+    assert f"<dt>test accuracy</dt><dd>{accuracy:.2%} (95% CI {low:.2%} to {high:.2%})</dd>" in top
+    assert f"<dt>errors</dt><dd>{metrics['n_errors']} of {metrics['n_test']} test images</dd>" in top
+    evaluate = (run["folder"] / "reports" / "04_evaluate.html").read_text()
+    for anchor in ("Confusion-matrix", "Misclassified-test-images"):  # links land on the report's headings
+        assert f'href="04_evaluate.html#{anchor}"' in top and f'id="{anchor}"' in evaluate
+
+
 def test_report_command_takes_hide_code_from_a_settings_file(run, tmp_path):
     settings = tmp_path / "report.yaml"
     settings.write_text("hide_code: true\n")
@@ -116,7 +129,9 @@ def test_report_command_refuses_unknown_or_mistyped_settings(run, tmp_path, caps
 
 PAGE_STATE = """(async () => {
   await Promise.all([...document.images].map(image => image.decode().catch(() => null)));
+  const headline = document.getElementById("headline");
   return {
+    headline_bottom: headline ? headline.getBoundingClientRect().bottom : null,
     text: document.body.innerText,
     images: [...document.images].map(image => ({
       complete: image.complete, width: image.naturalWidth, shown: image.getBoundingClientRect().width, alt: image.alt,
@@ -135,13 +150,15 @@ def chromium() -> str:
                 "the reports were not checked in a browser")
 
 
-def open_in_browser(chromium: str, url: str, profile: Path, timeout: float = 60) -> dict:
-    """Load `url` in headless Chromium; return its visible text, its images' load state and every URL it requested."""
+def open_in_browser(chromium: str, url: str, profile: Path, timeout: float = 60, size: str = "1280,1000",
+                    screenshot: Path | None = None) -> dict:
+    """Load `url` in headless Chromium (window `size`); return its visible text, its images' load state, where the
+    headline ends and every URL it requested; with `screenshot`, save what the window shows there as PNG."""
     import websocket
 
     process = subprocess.Popen(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-         f"--user-data-dir={profile}", "--window-size=1280,1000", "about:blank"],
+         f"--user-data-dir={profile}", f"--window-size={size}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout
@@ -178,6 +195,8 @@ def open_in_browser(chromium: str, url: str, profile: Path, timeout: float = 60)
             if message.get("method") == "Network.requestWillBeSent":
                 requested.append(message["params"]["request"]["url"])
         state = send("Runtime.evaluate", expression=PAGE_STATE, awaitPromise=True, returnByValue=True)["result"]["value"]
+        if screenshot:
+            screenshot.write_bytes(base64.b64decode(send("Page.captureScreenshot", format="png")["data"]))
         socket.close()
         return {**state, "requested": requested}
     finally:
@@ -187,14 +206,18 @@ def open_in_browser(chromium: str, url: str, profile: Path, timeout: float = 60)
 
 def test_index_and_evaluate_report_show_the_accuracy_and_every_image_in_chromium(chromium, run, tmp_path):
     metrics = run["metrics"]
-    index = open_in_browser(chromium, run["index"].as_uri(), tmp_path / "profile-index")
+    index = open_in_browser(chromium, run["index"].as_uri(), tmp_path / "profile-index", size="1280,800",
+                            screenshot=tmp_path / "index.png")
     assert re.search(rf"test_accuracy\s+{re.escape(shown(metrics['test_accuracy']))}\s", index["text"]), index["text"][:3000]
+    assert re.search(rf"test accuracy\s+{metrics['test_accuracy']:.2%} \(95% CI ", index["text"])
+    assert 0 < index["headline_bottom"] <= 800 - 80  # the whole result above the fold (window chrome aside)
+    assert (tmp_path / "index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert re.search(rf"n_errors\s+{metrics['n_errors']}\s", index["text"])
     assert len(index["images"]) == 1  # the first figure of each report that has one: the tiny notebook has none
     assert all(image["complete"] and image["width"] > 0 and image["shown"] > 0 for image in index["images"]), index["images"]
 
     report = open_in_browser(chromium, (run["folder"] / "reports" / "04_evaluate.html").as_uri(), tmp_path / "profile-report")
-    assert f"'test_accuracy': {metrics['test_accuracy']!r}" in report["text"]
+    assert f"{metrics['test_accuracy']:.2%} (95% CI {metrics['test_accuracy_ci95_low']:.2%}" in report["text"]
     assert "Most confused pairs" in report["text"]
     assert len(report["images"]) == FIGURES
     assert all(image["complete"] and image["width"] > 100 and image["shown"] > 100 for image in report["images"])

@@ -4,7 +4,7 @@
 # its confidence can be trusted. An unlabeled test split (Kaggle's test.csv) gets predictions and a submission file.
 
 # %%
-from mnist_lib import evaluation, paths, plots, split, training
+from mnist_lib import evaluation, paths, plots, runtime, split
 
 # %% tags=["parameters"]
 split_dir = "outputs/split"  # test arrays written by the split stage
@@ -55,7 +55,7 @@ table.head()
 # %%
 metrics = evaluation.metrics(test, probabilities, info, config.calibration_bins)
 evaluation.write_metrics(out / "metrics.json", metrics)
-training.write_environment(out / "environment.json")  # versions, determinism and threads, next to the result
+runtime.write_environment(out / "environment.json")  # versions, determinism, threads, CPU and its ISA flags
 metrics
 
 # %% [markdown]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPORT_SETTINGS = ("hide_code",)  # the keys a report parameter file (params/report.yaml) may set
-SCRATCH = "outputs/scratch"  # where runs outside `dvc repro` write by default: git- and DVC-ignored, never a stage output
+SCRATCH = "outputs/scratch"  # where runs outside `dvc repro` write by default: git- and DVC-ignored
 
 
 def _fetch(args: argparse.Namespace) -> None:

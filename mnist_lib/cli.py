@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 REPORT_SETTINGS = ("hide_code",)  # the keys a report parameter file (params/report.yaml) may set
+SCRATCH = "outputs/scratch"  # where runs outside `dvc repro` write by default: git- and DVC-ignored
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -20,14 +21,22 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from mnist_lib.notebooks import run
+    import nbformat
+
+    from mnist_lib import paths
+    from mnist_lib.notebooks import read_notebook, run
+    from mnist_lib.params import declared_parameters
 
     notebook = Path(args.notebook)
-    output = Path(args.output) if args.output else Path("outputs/notebooks") / f"{notebook.stem}.ipynb"
+    # Without -o the executed notebook goes to the scratch folder, never to the pipeline's outputs/notebooks/.
+    output = Path(args.output) if args.output else paths.resolve(f"{SCRATCH}/{notebook.stem}/{notebook.stem}.ipynb")
     overrides = dict(args.parameter)
     run(notebook, output, args.parameter_file, overrides, html=not args.no_html, timeout=args.timeout,
         log_output=args.log_output)
-    print(f"{notebook}: executed -> {output}")
+    injected = nbformat.read(output, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    declared = declared_parameters(read_notebook(notebook).cells)
+    out_dir = injected.get("out_dir", declared["out_dir"].default if "out_dir" in declared else None)
+    print(f"{notebook}: executed -> {output}" + (f"; its outputs -> {out_dir}" if out_dir else ""))
 
 
 def _report_settings(files: list[str]) -> dict:
@@ -165,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--parameter-file", action="append", default=[], help="YAML parameter file (repeatable)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set one parameter (repeatable); the value is read as the declared type")
-    run.add_argument("-o", "--output", help="executed notebook path (default: outputs/notebooks/NAME.ipynb)")
+    run.add_argument("-o", "--output", help=f"executed notebook path (default: {SCRATCH}/NAME/NAME.ipynb)")
     run.add_argument("--no-html", action="store_true", help="do not write NAME.html beside the executed notebook")
     run.add_argument("--timeout", type=float, help="seconds any one cell may run")
     run.add_argument("--log-output", action="store_true", help="stream cell outputs and a progress bar")
@@ -173,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="render executed notebooks to HTML with an index page")
     report.add_argument("notebooks", nargs="*", default=["outputs/notebooks"], help="executed notebooks or folders of them")
-    report.add_argument("--out", default="outputs/reports", help="destination folder (default: %(default)s)")
+    report.add_argument("--out", default=f"{SCRATCH}/reports", help="destination folder (default: %(default)s)")
     report.add_argument("-f", "--parameter-file", action="append", default=[],
                         help="YAML settings (params/report.yaml): hide_code: true|false")
     report.add_argument("--hide-code", action="store_true", help="show text and outputs only")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 
 def summary(splits: dict[str, Dataset]) -> pd.DataFrame:

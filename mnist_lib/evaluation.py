@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_lib import modelfile, params, stats
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 EPSILON = 1e-7  # probabilities are clipped like Keras' cross-entropy does
 PAIR_ARROW = " -> "

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 sns.set_theme(style="whitegrid", context="notebook")
 NO_LABELS = "The test split has no labels, so there is nothing to compare the predictions with."

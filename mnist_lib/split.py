@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 SPLITS = ("train", "val", "test")
 

@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 import warnings
 import zipfile
@@ -20,9 +19,9 @@ import pandas as pd
 import tensorflow as tf
 
 from mnist_lib import batchnorm, health, models, params, split
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
+from mnist_lib.runtime import environment
 
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")  # set by `mnist sweep`
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 SCHEDULES = ("constant", "exponential", "cosine", "one_cycle")
 PRECISIONS = ("float32", "mixed")
@@ -97,37 +96,6 @@ def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (call before building the model)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def _op_determinism_enabled() -> bool | None:
-    try:  # TensorFlow exposes the setter publicly, the getter only here
-        from tensorflow.python.framework.config import is_op_determinism_enabled
-    except ImportError:
-        return None
-    return bool(is_op_determinism_enabled())
-
-
-def environment() -> dict:
-    """The settings that matter for reproducing a result: versions, determinism, threads."""
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "op_determinism": _op_determinism_enabled(),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
-        "cpu_count": os.cpu_count(),
-        "devices": [device.name for device in tf.config.list_logical_devices()],
-    }
-
-
-def write_environment(path: str | Path) -> dict:
-    """Write `environment()` as JSON beside a result (versions, determinism, threads) and return it."""
-    settings = environment()
-    Path(path).write_text(json.dumps(settings, indent=2) + "\n")
-    return settings
 
 
 def input_pipeline(data: Dataset, batch_size: int) -> tf.data.Dataset:

@@ -14,7 +14,7 @@ test_folder = "test"  # image_folder: optional test sub-folder (class folders, o
 image_size = 28  # image_folder: images are resized to image_size x image_size
 channels = 1  # image_folder: 1 (grayscale) or 3 (RGB)
 skip_bad_images = False  # image_folder: skip unreadable images (listed in a warning) instead of stopping
-out_dir = "outputs/eda"  # where the figures and summary.json go
+out_dir = "outputs/scratch/01_eda"  # where the figures and summary.json go (the pipeline passes outputs/eda)
 sample_size = 5000  # images drawn for the pixel histogram and the PCA map
 seed = 0  # seed of the random samples shown
 

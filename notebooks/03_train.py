@@ -8,7 +8,7 @@ from mnist_lib import modelfile, models, paths, plots, split, training
 
 # %% tags=["parameters"]
 split_dir = "outputs/split"  # train/val arrays written by the split stage
-out_dir = "outputs/train"  # where model.keras, history.csv, curves.png and summary.json go
+out_dir = "outputs/scratch/03_train"  # where model.keras, history, curves, summary go (pipeline: outputs/train)
 model = "cnn_strong"  # registry name: cnn_strong, mlp, baseline, cnn_small, cnn_kaggle, cnn_wide
 epochs = 18  # passes over the training split
 batch_size = 128  # images per gradient step

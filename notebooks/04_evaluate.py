@@ -4,13 +4,13 @@
 # its confidence can be trusted. An unlabeled test split (Kaggle's test.csv) gets predictions and a submission file.
 
 # %%
-from mnist_lib import evaluation, paths, plots, split, training
+from mnist_lib import evaluation, paths, plots, runtime, split
 
 # %% tags=["parameters"]
 split_dir = "outputs/split"  # test arrays written by the split stage
 model_path = "outputs/train/model.keras"  # the trained model
 train_summary = "outputs/train/summary.json"  # the train stage's summary: model name and seed (optional)
-out_dir = "outputs/evaluate"  # where metrics.json, the tables and the figures go
+out_dir = "outputs/scratch/04_evaluate"  # where metrics, tables and figures go (pipeline: outputs/evaluate)
 batch_size = 1000  # images per prediction batch
 calibration_bins = 15  # equal-width confidence bins of the reliability diagram and the ECE
 top_pairs = 10  # most confused (true, predicted) pairs listed
@@ -57,7 +57,7 @@ table.head()
 # %%
 metrics = evaluation.metrics(test, probabilities, info, config.calibration_bins)
 evaluation.write_metrics(out / "metrics.json", metrics)
-training.write_environment(out / "environment.json")  # versions, determinism and threads, next to the result
+runtime.write_environment(out / "environment.json")  # versions, determinism, threads, CPU and its ISA flags
 evaluation.metrics_table(metrics)
 
 # %% [markdown]

@@ -65,6 +65,9 @@ def test_stage_parameters_equal_the_notebook_parameters_cell(stage):
     for name, value in from_files.items():
         assert declared[name].default == value, f"{name}: notebook default differs from {files}"
     for name, value in values.items():
+        if name == "out_dir":  # the pipeline's folder comes from dvc.yaml alone; the notebook's default is scratch
+            assert value in NOTEBOOK_STAGES[stage]["outs"], f"-p out_dir {value} must be an out of stage {stage}"
+            continue
         assert declared[name].default == value, f"{name}: notebook default differs from dvc.yaml"
     tracked = {path for entry in NOTEBOOK_STAGES[stage]["params"] for path in entry}
     assert set(files) <= tracked, "every -f file must be a tracked DVC params file of the stage"
@@ -85,6 +88,20 @@ def test_notebooks_are_thin(path):
         assert not re.search(pattern, source, re.MULTILINE), f"{path.name} matches {pattern}"
     assert source.count('tags=["parameters"]') == 1
     assert source.startswith("# %% [markdown]\n# # ")
+
+
+DVC_OUTS = [out for stage in DVC["stages"].values() for out in stage.get("outs", [])]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.py")), ids=lambda p: p.name)
+def test_notebook_defaults_write_only_to_scratch_never_to_a_dvc_output(path):
+    declared = params.declared_parameters(notebooks.read_notebook(path).cells)
+    if "out_dir" not in declared:
+        return  # a notebook that writes nothing (the sweep report only shows)
+    default = declared["out_dir"].default
+    assert default == f"outputs/scratch/{path.stem}", f"{path.name}: out_dir defaults to {default}"
+    inside = [out for out in DVC_OUTS if default == out or default.startswith(out.rstrip("/") + "/")]
+    assert not inside, f"{path.name}: the default out_dir {default} lies in DVC-tracked {inside}"
 
 
 def test_each_stage_depends_on_its_own_notebook():

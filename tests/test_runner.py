@@ -148,3 +148,20 @@ def test_cli_exits_non_zero_with_one_message_naming_notebook_and_cell(tmp_path):
     assert done.returncode == 1
     assert "mnist run: error:" in done.stderr and "tiny.py" in done.stderr and "ValueError: bad digit" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_run_without_output_writes_to_scratch_and_names_it_in_its_last_line(tmp_path):
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    notebook = project / "notebooks" / "tiny.py"
+    notebook.write_text(TEMPLATE.format(body="pass").replace(
+        "rate = 0.5  # a number\n", 'rate = 0.5  # a number\nout_dir = "outputs/scratch/tiny"  # where results go\n'))
+    done = subprocess.run([sys.executable, "-m", "mnist_lib.cli", "run", str(notebook), "--no-html"],
+                          cwd=project / "notebooks", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = project / "outputs" / "scratch" / "tiny" / "tiny.ipynb"  # from the project root, not the working folder
+    assert executed.is_file() and "last cell ran" in outputs_text(executed)
+    assert sorted(path.relative_to(project).as_posix() for path in project.rglob("*") if path.is_file()) == [
+        "dvc.yaml", "notebooks/tiny.py", "outputs/scratch/tiny/tiny.ipynb"]
+    assert done.stdout.strip().splitlines()[-1] == f"{notebook}: executed -> {executed}; its outputs -> outputs/scratch/tiny"

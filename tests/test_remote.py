@@ -5,18 +5,15 @@ S3 served by a real S3-compatible server on 127.0.0.1), pull into a second clone
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-import nbformat
 import pytest
 
-from conftest import REPO, write_tiny_mnist
-from test_pipeline import ran, set_params, sh, stale
+from test_pipeline import copy_project, lock_on_stand_ins, ran, sh, stale
 
 pytestmark = pytest.mark.slow
 GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -78,25 +75,7 @@ def test_push_to_s3_then_pull_into_a_second_clone_gives_a_clean_up_to_date_pipel
 def push_then_pull(tmp_path, add_remote: list[list[str]]) -> None:
     """A pipeline locked in one clone (the split stage really run), pushed with the remote `add_remote` sets up,
     pulled into a fresh git clone: the same files, `dvc status` clean, `dvc repro` runs nothing."""
-    first = tmp_path / "first"
-    for name in sh(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO).stdout.split():
-        if (REPO / name).is_file():
-            (first / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, first / name)
-    sh(["git", "init", "-q"], first)
-    write_tiny_mnist(first / "outputs" / "data" / "raw")
-    set_params(first, "data", data_format="idx")
-    sh(["dvc", "commit", "--force", "fetch"], first)
-    sh(["dvc", "repro", "--single-item", "split"], first)  # a real stage run; the rest are locked on stand-ins
-    out = first / "outputs"
-    for name in ("eda/summary.json", "train/model.keras", "train/model.keras.sha256", "train/summary.json",
-                 "evaluate/metrics.json", "reports/index.html"):
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(json.dumps({"stand_in": name}) + "\n")
-    for name in ("01_eda", "03_train", "04_evaluate"):
-        nbformat.write(nbformat.v4.new_notebook(), out / "notebooks" / f"{name}.ipynb")
-    sh(["dvc", "commit", "--force", "eda", "train", "evaluate", "report"], first)
-    assert stale(first) == set()
+    first = lock_on_stand_ins(copy_project(tmp_path / "first"))
 
     for command in add_remote:
         sh(command, first)

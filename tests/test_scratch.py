@@ -3,19 +3,16 @@ Jupyter runs it read the pipeline's outputs, write to outputs/scratch/, and leav
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import shutil
-import subprocess
 
 import jupytext
-import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO, write_tiny_mnist
-from test_pipeline import environment, set_params, sh, stale
+from conftest import REPO
+from test_pipeline import copy_project, environment, lock_on_stand_ins, sh, stale
 
 pytestmark = pytest.mark.slow
 README = (REPO / "README.md").read_text()
@@ -42,28 +39,7 @@ def readme_papermill_block() -> list[str]:
 def repo(tmp_path_factory):
     """A copy of this repo with a tiny dataset, the split stage really run, and every other stage locked on
     stand-in outputs, so `dvc status` is clean and would name any stage whose outputs a run touches."""
-    repo = tmp_path_factory.mktemp("scratch") / "repo"
-    for name in sh(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO).stdout.split():
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
-    sh(["git", "init", "-q"], repo)
-    write_tiny_mnist(repo / "outputs" / "data" / "raw")
-    set_params(repo, "data", data_format="idx")
-    sh(["dvc", "commit", "--force", "fetch"], repo)
-    sh(["dvc", "repro", "--single-item", "split"], repo)
-    out = repo / "outputs"
-    stand_ins = ["eda/summary.json", "train/model.keras", "train/model.keras.sha256", "train/summary.json",
-                 "evaluate/metrics.json", "reports/index.html"]
-    for name in stand_ins:
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(json.dumps({"stand_in": name}) + "\n")
-    for name in ("01_eda", "03_train", "04_evaluate"):
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}")]),
-                       out / "notebooks" / f"{name}.ipynb")
-    sh(["dvc", "commit", "--force", "eda", "train", "evaluate", "report"], repo)
-    assert stale(repo) == set()
-    return repo
+    return lock_on_stand_ins(copy_project(tmp_path_factory.mktemp("scratch") / "repo"))
 
 
 def test_the_readme_shows_the_ad_hoc_commands_this_test_runs():

@@ -117,12 +117,17 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
             within.append((label, ok, best, all(value[2] >= 3 for value in mine.values())))
             above.append((label, mine["default"][0] >= mine["reference"][0]))
     if within:
+        compared = {label for label, *_ in within}
+        missing = [label for label in (f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}"
+                                       for data in datasets_order) if label not in compared]
+        pending = f"; not measured yet with every recipe: {', '.join(missing)}" if missing else ""
         targets.append({"target": "default recipe the best, or within one sd of the best, on every data set",
-                        "measured": "; ".join(f"{label}: {'yes' if ok else f'no ({best} better)'}" for label, ok, best, _ in within),
-                        "met": all(ok and enough for _, ok, _, enough in within) and len(within) == len(datasets_order)})
+                        "measured": "; ".join(f"{label}: {'yes' if ok else f'no ({best} better)'}"
+                                              for label, ok, best, _ in within) + pending,
+                        "met": all(ok and enough for _, ok, _, enough in within) and not missing})
         targets.append({"target": "default recipe never below the reference recipe (mean test accuracy)",
-                        "measured": "; ".join(f"{label}: {'yes' if ok else 'no'}" for label, ok in above),
-                        "met": all(ok for _, ok in above) and len(above) == len(datasets_order)})
+                        "measured": "; ".join(f"{label}: {'yes' if ok else 'no'}" for label, ok in above) + pending,
+                        "met": all(ok for _, ok in above) and not missing})
     for data, goal in TARGETS.items():
         if ("default", data) in by:
             mean, sd, count = stats(by[("default", data)])

@@ -77,6 +77,8 @@ def test_the_targets_compare_the_default_with_the_best_recipe_within_one_sd():
     runs += [run("reference", "300", a, s) for s, a in enumerate((0.91, 0.91, 0.91))]
     targets = bench_data_efficiency.section(runs, ["300"])["targets"]
     assert targets[0]["met"] is True and targets[1]["met"] is True
+    unfinished = bench_data_efficiency.section(runs, ["300", "1000"])["targets"]  # a data set not measured yet
+    assert unfinished[0]["met"] is False and unfinished[0]["measured"].endswith("not measured yet with every recipe: MNIST 1000")
     runs[3:6] = [run("fast", "300", 0.95, s) for s in range(3)]  # 95 > 92 + 2
     targets = bench_data_efficiency.section(runs, ["300"])["targets"]
     assert targets[0]["met"] is False and "no (fast better)" in targets[0]["measured"]

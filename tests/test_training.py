@@ -233,7 +233,9 @@ def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_e
 
 
 def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_weights(tmp_path):
-    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1)
+    # batch 8: 64 images make the 8 steps an epoch needs, so `fit` trains with this very configuration (a lowered
+    # batch size would be another configuration, and its resume state would be ignored as saved for other parameters)
+    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1, batch_size=8)
     out_dir.mkdir()
     training.compile_model(model, config, 2)
     model.optimizer.build(model.trainable_variables)
@@ -248,7 +250,7 @@ def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_w
     saving.set_model(model)
     saving.on_epoch_end(2)
 
-    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1)
+    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1, batch_size=8)
     history = training.fit(fresh, data, data, config, out_dir, live_plot=False)
     assert history["epoch"].tolist() == [0, 1, 2] and history.attrs["epochs_this_run"] == 0
     assert all(np.all(w == 0.25) for w in fresh.get_weights())  # the best weights, not the last ones

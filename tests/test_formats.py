@@ -110,8 +110,9 @@ def test_a_wrong_header_names_the_column(kaggle, edit, message):
         (7, lambda line: set_value(line, 784, "256"), "data row 6, column 'pixel783': 256 is outside 0..255"),
         (8, lambda line: set_value(line, 30, "-1"), "data row 7, column 'pixel29': -1 is outside 0..255"),
         (9, lambda line: set_value(line, 0, "10"), "data row 8: label 10 is not a digit 0..9"),
+        (10, lambda line: set_value(line, 0, "-1"), "data row 9: label -1 is not a digit 0..9"),
     ],
-    ids=["short-row", "long-row", "text", "empty", "fraction", "over-255", "negative", "label-10"],
+    ids=["short-row", "long-row", "text", "empty", "fraction", "over-255", "negative", "label-10", "label-minus-1"],
 )
 def test_a_bad_row_names_row_and_column(kaggle, line, edit, message):
     rewrite_line(kaggle / "train.csv", line, edit)

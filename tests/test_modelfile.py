@@ -121,6 +121,32 @@ def test_a_lambda_layer_is_refused_even_with_the_right_hash(tmp_path):
     assert "safe_mode=" not in message and "enable_unsafe" not in message  # Keras' advice to load unsafely is cut
 
 
+def test_a_layer_that_loads_a_savedmodel_from_outside_the_file_is_refused_and_its_graph_never_runs(tmp_path):
+    # A TFSMLayer runs the TensorFlow graph of a SavedModel elsewhere on disk: any op, here one that writes `marker`.
+    # Keras' own checks let it through (it is a Keras layer); only safe mode refuses it (the hash is the right one).
+    import tensorflow as tf
+
+    marker = tmp_path / "marker"
+
+    class Writer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+        def serve(self, x):
+            tf.io.write_file(str(marker), "ran")
+            return x
+
+    tf.saved_model.save(Writer(), str(tmp_path / "outside"))
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.TFSMLayer(str(tmp_path / "outside"), call_endpoint="serve")(inputs))
+    model.predict(np.zeros((1, 3)), verbose=0)
+    assert marker.exists()  # the graph is live code
+    marker.unlink()
+    path = tmp_path / "outside.keras"
+    digest = save_model(model, path)
+    with pytest.raises(ModelFileError, match=re.escape(str(path)) + ": Keras refused to load it in safe mode.*TFSMLayer"):
+        load_model(path, expected_sha256=digest)
+    assert not marker.exists()
+
+
 def popen_layer(marker: Path):
     def change(config: dict) -> dict:
         config["config"]["layers"][2].update(

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import REPO, write_tiny_mnist
+from conftest import REPO, draw_digits, write_kaggle_csv, write_tiny_mnist
 from mnist_lib import evaluation, training
 
 pytestmark = pytest.mark.slow
@@ -306,3 +306,33 @@ def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], repo).stdout))}
     assert rows["faster"]["learning_rate"] == "0.006" and 0.0 <= float(rows["faster"]["test_accuracy"]) <= 1.0
     assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["learning_rate"] == TRAIN_DEFAULTS["learning_rate"]  # workspace untouched
+
+
+def test_a_bad_csv_row_stops_the_split_stage_naming_file_and_row_and_keeps_every_earlier_output(tmp_path):
+    repo = copy_project(tmp_path / "repo")
+    data = repo / "data" / "kaggle"
+    data.mkdir(parents=True)
+    pictures, labels = draw_digits(100, seed=7)
+    write_kaggle_csv(data / "train.csv", pictures[:80], labels[:80])
+    write_kaggle_csv(data / "test.csv", pictures[80:])
+    set_params(repo, "data", data_format="kaggle_csv", data_dir="data/kaggle")
+    lock_on_stand_ins(repo)  # the split stage ran on the good CSV; every stage is up to date
+    outputs = {path: path.read_bytes() for path in (repo / "outputs").rglob("*") if path.is_file()}
+    lock = (repo / "dvc.lock").read_text()
+
+    rows = (data / "train.csv").read_text().splitlines()
+    rows[7] = "-1" + rows[7][rows[7].index(","):]  # data row 7 gets the label -1
+    (data / "train.csv").write_text("\n".join(rows) + "\n")
+    failed = sh(["dvc", "repro", "split"], repo, check=False)
+    assert failed.returncode != 0 and ran(failed.stdout) == ["split"]
+    assert f"DatasetError: {data / 'train.csv'}: data row 7: label -1 is not a digit 0..9" in failed.stderr
+    assert (repo / "dvc.lock").read_text() == lock
+    executed = repo / "outputs" / "notebooks" / "02_split.ipynb"
+    assert "label -1 is not a digit 0..9" in executed.read_text()  # the executed notebook shows the error
+    for path, content in outputs.items():
+        if path.is_relative_to(repo / "outputs" / "split"):
+            assert not path.exists(), path  # DVC removes a stage's outputs before running it; the stage wrote none
+        elif path != executed:
+            assert path.read_bytes() == content, path  # every other stage's outputs are untouched
+    sh(["dvc", "checkout", "--force", "split"], repo)  # the last good split comes back from the cache
+    assert {path: path.read_bytes() for path in (repo / "outputs").rglob("*") if path.is_file()} == outputs

@@ -62,6 +62,26 @@ def test_raised_error_names_notebook_cell_and_error(tmp_path):
     assert "tiny.py" in message and "ZeroDivisionError" in message and "cell" in message
 
 
+def test_a_raised_error_names_the_failing_cell_by_its_index_in_the_executed_notebook(tmp_path):
+    notebook = tmp_path / "numbered.py"
+    notebook.write_text(
+        '# %% [markdown]\n# # Numbered\n\n'                                # cell 0
+        '# %% tags=["parameters"]\ncount = 2  # an integer\n\n'            # cell 1 (papermill injects cell 2)
+        '# %%\nprint(count)\n\n'                                            # cell 3
+        '# %% [markdown]\n# ## The failing section\n\n'                     # cell 4
+        '# %%\nraise ValueError("cell five")\n\n'                           # cell 5, the fourth code cell to run
+        '# %%\nprint("never")\n'                                             # cell 6
+    )
+    output = tmp_path / "out.ipynb"
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(notebook, output, overrides={"count": "3"}, html=False)
+    assert "numbered.py: cell 5 (execution count 4) raised ValueError: cell five" in str(caught.value)
+    # The output notebook holds the same cells plus the two papermill adds for the error (a banner and an anchor).
+    cells = [cell for cell in nbformat.read(output, as_version=4).cells
+             if "papermill-error-cell-tag" not in cell.metadata.get("tags", [])]
+    assert cells[5].source == 'raise ValueError("cell five")' and cells[5].execution_count == 4
+
+
 def test_sys_exit_zero_midway_is_a_failure_naming_the_cell(tmp_path):
     with pytest.raises(NotebookError) as caught:
         notebooks.run(make_notebook(tmp_path, "import sys\nsys.exit(0)"), tmp_path / "out.ipynb", html=False)
@@ -118,6 +138,13 @@ def test_wrong_types_in_a_parameter_file_name_parameter_file_and_type(tmp_path, 
     with pytest.raises(ParameterError, match=expected) as caught:
         notebooks.prepare(make_notebook(tmp_path), [params])
     assert str(params) in str(caught.value)
+
+
+def test_a_yaml_boolean_is_not_taken_for_an_integer(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("count: yes\n")  # YAML 1.1 reads yes as True, and Python's True passes for 1
+    with pytest.raises(ParameterError, match=r"count from .*p\.yaml: expected an integer, got True \(bool\)"):
+        notebooks.prepare(make_notebook(tmp_path), [params])
 
 
 @pytest.mark.parametrize(("name", "raw", "value"), [("flag", "false", False), ("flag", "True", True), ("count", "7", 7), ("rate", "1e-3", 0.001)])

@@ -128,3 +128,14 @@ def test_train_size_shrinks_train_only_and_stays_disjoint_from_validation(labels
     assert not origins(part["train"]) & (origins(part["val"]) | origins(part["test"]))
     shares = np.bincount(whole["train"].labels, minlength=10) * 200 / 720
     assert (np.abs(np.bincount(part["train"].labels, minlength=10) - shares) <= 1).all()
+
+
+def test_data_without_a_test_set_gives_test_fraction_of_each_class_to_test_then_val_fraction_of_the_rest(labels):
+    parts = split.make_splits({"train": indexed_data(labels)}, val_fraction=0.1, test_fraction=0.2, seed=1)
+    # class sizes 100, 120, 80, 95, 110, 90, 105, 100, 85, 115: a fifth of each, rounded, is held out for test ...
+    assert np.bincount(parts["test"].labels, minlength=10).tolist() == [20, 24, 16, 19, 22, 18, 21, 20, 17, 23]
+    # ... then a tenth of what is left (80, 96, 64, 76, 88, 72, 84, 80, 68, 92) for validation; the rest trains
+    assert np.bincount(parts["val"].labels, minlength=10).tolist() == [8, 10, 6, 8, 9, 7, 8, 8, 7, 9]
+    assert len(parts["train"]) == 1000 - 200 - 80
+    held = [origins(parts[name]) for name in ("train", "val", "test")]
+    assert sum(map(len, held)) == 1000 and set().union(*held) == set(range(1000))  # disjoint, every image once

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 import yaml
@@ -209,3 +211,110 @@ def test_runs_go_to_a_dask_cluster(tmp_path, tiny_split):
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(out / "summary.csv")
     assert list(table["status"]) == ["done", "done"] and sorted(table["seed"]) == [1, 2]
+
+
+# --- scheduling, shown with a probe notebook that takes a kernel start and no training ---------------------------
+
+PROBE = '''# %% [markdown]
+# # Probe
+# Records what its run saw; waits for other runs to start; fails on request.
+
+# %% tags=["parameters"]
+value = 1  # which run this is
+out_dir = "outputs/scratch/probe"  # where the run writes
+meeting = ""  # a folder where every run of the sweep signs in; "" for none
+runs = 1  # how many runs sign in there
+fail_flag = ""  # run 2 raises while this file exists; "" for never
+
+# %%
+import json, os, pathlib, time
+pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
+names = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+pathlib.Path(out_dir, "summary.json").write_text(json.dumps({name: os.environ.get(name) for name in names}))
+if value == 2 and fail_flag and pathlib.Path(fail_flag).exists():
+    raise RuntimeError("asked to fail")
+
+# %%
+# Wait (at most a minute) until every run has started: running side by side, all meet; run one at a time, the
+# first gives up waiting and finishes before the next starts.
+if meeting:
+    pathlib.Path(meeting, str(value)).touch()
+    deadline = time.monotonic() + 60
+    while len(list(pathlib.Path(meeting).iterdir())) < runs and time.monotonic() < deadline:
+        time.sleep(0.1)
+'''
+
+
+def probe_project(folder: Path) -> Path:
+    """A project root (dvc.yaml) with the probe notebook and nothing else."""
+    (folder / "notebooks").mkdir(parents=True)
+    (folder / "dvc.yaml").write_text("stages: {}\n")
+    (folder / "notebooks" / "probe.py").write_text(PROBE)
+    return folder
+
+
+def probe_sweep(project: Path, **spec) -> Path:
+    path = project / "probe.yaml"
+    chain = [{"notebook": "notebooks/probe.py", "paths": {"out_dir": "{run}/probe"}}]
+    path.write_text(yaml.safe_dump({"chain": chain, **spec}, sort_keys=False))
+    return path
+
+
+def sweep_in(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`mnist sweep` run from `project`, with this checkout's mnist_lib."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return mnist("sweep", *args, "--no-report", cwd=project, env=env)
+
+
+def run_times(out: Path) -> list[tuple[datetime, datetime]]:
+    """Each run's start and end, as papermill recorded them in its executed notebook."""
+    times = []
+    for executed in sorted(out.glob("*/notebooks/probe.ipynb")):
+        recorded = nbformat.read(executed, as_version=4).metadata["papermill"]
+        times.append((datetime.fromisoformat(recorded["start_time"]), datetime.fromisoformat(recorded["end_time"])))
+    return times
+
+
+@pytest.mark.slow
+def test_jobs_2_runs_two_runs_at_the_same_time(tmp_path):
+    project = probe_project(tmp_path / "project")
+    (tmp_path / "meeting").mkdir()
+    path = probe_sweep(project, fixed={"meeting": str(tmp_path / "meeting"), "runs": 2}, grid={"value": [1, 2]})
+    done = sweep_in(project, str(path), "--jobs", "2", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (first_start, first_end), (second_start, second_end) = run_times(tmp_path / "out")
+    assert first_start < second_end and second_start < first_end  # the two runs overlapped
+
+
+@pytest.mark.slow
+def test_a_rerun_retries_the_failed_runs_and_keeps_the_done_ones(tmp_path):
+    project = probe_project(tmp_path / "project")
+    flag, out = tmp_path / "fail", tmp_path / "out"
+    flag.touch()
+    path = probe_sweep(project, fixed={"fail_flag": str(flag)}, grid={"value": [1, 2]})
+    first = sweep_in(project, str(path), "--out", str(out))
+    assert first.returncode == 1 and "1 run(s) failed: value-2_" in first.stderr, first.stderr[-3000:]
+    done_at = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/status.json")
+               if json.loads(p.read_text())["status"] == "done"}
+    assert [name[:8] for name in done_at] == ["value-1_"]
+
+    flag.unlink()  # whatever made run 2 fail is fixed
+    again = sweep_in(project, str(path), "--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 run(s), 1 already done" in again.stdout
+    assert list(pd.read_csv(out / "summary.csv")["status"]) == ["done", "done"]
+    assert {name: (out / name / "status.json").stat().st_mtime_ns for name in done_at} == done_at  # not run again
+
+
+@pytest.mark.slow
+def test_each_of_n_parallel_runs_gets_the_cores_divided_by_n(tmp_path, monkeypatch):
+    project = probe_project(tmp_path / "project")
+    sweep = sweeps.load(probe_sweep(project, grid={"value": [1, 2]}), project)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    records = []
+    sweeps.run_local(sweep, tmp_path / "out", project, jobs=2, report=lambda run, record: records.append(record))
+    assert [record["status"] for record in records] == ["done", "done"]
+    for run in sweep.runs:  # 8 cores, 2 runs at a time: 4 threads each (and at most 2 between operations)
+        seen = json.loads((tmp_path / "out" / run.run_id / "probe" / "summary.json").read_text())
+        assert seen == {"OMP_NUM_THREADS": "4", "TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "2"}

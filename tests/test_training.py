@@ -29,6 +29,7 @@ GOOD = dict(model="cnn_small", epochs=1, batch_size=32, learning_rate=0.001, opt
     [
         ({"epochs": -3}, r"epochs = -3 is outside \[1, 10000\]"),
         ({"epochs": 2.0}, "epochs must be an integer, got 2.0"),
+        ({"epochs": True}, "epochs must be an integer, got True"),  # `epochs: yes` in YAML 1.1
         ({"seed": "42"}, "seed must be an integer, got '42'"),
         ({"learning_rate": "1e-3"}, "learning_rate must be a finite number, got '1e-3'.*1.0e-3"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number, got nan"),
@@ -62,31 +63,39 @@ sys.path.insert(0, {tests!r})
 from conftest import draw_digits
 from mnist_lib import modelfile, models, training
 from mnist_lib.datasets import Dataset
-out_dir, config = sys.argv[1], json.loads(sys.argv[2])
+out_dir, config, train_images = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 images, labels = draw_digits(400, seed=5)
 images, labels = np.tile(images, (4, 1, 1))[..., None], np.tile(labels, 4).astype(np.int64)  # epochs long enough to kill
-train = Dataset(images[:1400], labels[:1400], tuple("0123456789"))
+train = Dataset(images[:train_images], labels[:train_images], tuple("0123456789"))
 val = Dataset(images[1400:], labels[1400:], tuple("0123456789"))
 config = training.TrainConfig(**config)
 net, history = training.train(train, val, config, out_dir, live_plot=False)
 digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in net.get_weights())).hexdigest()
 modelfile.save_model(net, out_dir + "/model.keras")
-print("RESULT", json.dumps({{"weights": digest, **history.attrs}}))
+np.savez(out_dir + "/weights.npz", *(np.asarray(w) for w in net.weights))  # trainable, batch-norm statistics, ...
+names = [w.path for w in net.weights]
+print("RESULT", json.dumps({{"weights": digest, "weight_names": names, **history.attrs}}))
 """
 # baseline has dropout: its random state resumes too; so do the one-cycle schedule and the augmentation draws
 CONFIG = {**GOOD, "model": "baseline", "epochs": 6, "batch_size": 16, "lr_schedule": "one_cycle", "label_smoothing": 0.1,
           "rotation": 10.0, "zoom": 0.1, "shift": 0.1}
 
 
-def training_command(out_dir: Path, config: dict) -> list[str]:
+# the default model, whose batch-norm statistics are recomputed before every validation, on a short run of small data
+CNN_STRONG = {**CONFIG, "model": "cnn_strong", "epochs": 4}
+CNN_STRONG_IMAGES = 320
+
+
+def training_command(out_dir: Path, config: dict, train_images: int = 1400) -> list[str]:
     from conftest import REPO
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [sys.executable, "-c", SCRIPT.format(tests=str(REPO / "tests")), str(out_dir), json.dumps(config)]
+    return [sys.executable, "-c", SCRIPT.format(tests=str(REPO / "tests")), str(out_dir), json.dumps(config),
+            str(train_images)]
 
 
-def train_in_fresh_process(out_dir: Path, config: dict) -> dict:
-    done = subprocess.run(training_command(out_dir, config), capture_output=True, text=True, timeout=300)
+def train_in_fresh_process(out_dir: Path, config: dict, train_images: int = 1400) -> dict:
+    done = subprocess.run(training_command(out_dir, config, train_images), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))[len("RESULT"):])
     return {**result, "stdout": done.stdout}
@@ -106,12 +115,11 @@ def test_same_seed_gives_bit_identical_weights_in_two_fresh_processes(uninterrup
     assert train_in_fresh_process(tmp_path / "other", {**CONFIG, "seed": 2})["weights"] != first["weights"]
 
 
-@pytest.mark.slow
-def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_if_never_killed(uninterrupted, tmp_path):
-    reference_dir, reference = uninterrupted
-    out_dir = tmp_path / "train"
+def kill_after_the_first_epoch(out_dir: Path, config: dict, train_images: int = 1400) -> int:
+    """Start training in a fresh process, SIGKILL it once it has saved a resume state; return the epochs it saved."""
     state = training.resume_path(out_dir)
-    process = subprocess.Popen(training_command(out_dir, CONFIG), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(training_command(out_dir, config, train_images), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not state.is_file():  # written at the end of the first epoch
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
@@ -121,8 +129,24 @@ def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_i
     assert process.returncode == -signal.SIGKILL
     with np.load(state) as saved:
         done = json.loads(str(saved["meta"]))["epochs_done"]
-    assert 1 <= done < CONFIG["epochs"], "the kill came after the last epoch: nothing left to resume"
+    assert 1 <= done < config["epochs"], "the kill came after the last epoch: nothing left to resume"
     assert not (out_dir / "model.keras").exists()
+    return done
+
+
+def differing_weights(first: Path, second: Path, names: list[str]) -> list[str]:
+    """The names of the weights that differ between two runs' weights.npz (same model)."""
+    with np.load(first / "weights.npz") as a, np.load(second / "weights.npz") as b:
+        assert len(a.files) == len(b.files) == len(names)
+        return [name for index, name in enumerate(names) if not np.array_equal(a[f"arr_{index}"], b[f"arr_{index}"])]
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_if_never_killed(uninterrupted, tmp_path):
+    reference_dir, reference = uninterrupted
+    out_dir = tmp_path / "train"
+    state = training.resume_path(out_dir)
+    done = kill_after_the_first_epoch(out_dir, CONFIG)
 
     resumed = train_in_fresh_process(out_dir, CONFIG)
     assert f"Resuming after epoch {done} from {state}" in resumed["stdout"]
@@ -133,6 +157,19 @@ def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_i
     assert resumed["weights"] == reference["weights"]  # same batches, optimizer, dropout and best-epoch state
     assert not state.exists() and not state.with_name(state.name + ".partial").exists()
     assert modelfile.load_model(out_dir / "model.keras").predict(np.zeros((1, 28, 28, 1)), verbose=0).shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_the_default_model_killed_with_sigkill_resumes_to_the_same_weights_batch_norm_statistics_included(tmp_path):
+    reference = train_in_fresh_process(tmp_path / "reference", CNN_STRONG, CNN_STRONG_IMAGES)
+    out_dir = tmp_path / "train"
+    done = kill_after_the_first_epoch(out_dir, CNN_STRONG, CNN_STRONG_IMAGES)
+    resumed = train_in_fresh_process(out_dir, CNN_STRONG, CNN_STRONG_IMAGES)
+    assert resumed["resumed_from_epoch"] == done and resumed["epochs_this_run"] == CNN_STRONG["epochs"] - done
+    names = reference["weight_names"]
+    assert resumed["weight_names"] == names and sum("moving_mean" in name for name in names) == 5
+    assert differing_weights(tmp_path / "reference", out_dir, names) == []
+    assert (out_dir / "history.csv").read_bytes() == (tmp_path / "reference" / "history.csv").read_bytes()
 
 
 def tiny_run(tmp_path: Path, **change) -> tuple[keras.Model, Dataset, TrainConfig, Path]:
@@ -196,7 +233,9 @@ def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_e
 
 
 def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_weights(tmp_path):
-    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1)
+    # batch 8: 64 images make the 8 steps an epoch needs, so `fit` trains with this very configuration (a lowered
+    # batch size would be another configuration, and its resume state would be ignored as saved for other parameters)
+    model, data, config, out_dir = tiny_run(tmp_path, epochs=5, patience=1, batch_size=8)
     out_dir.mkdir()
     training.compile_model(model, config, 2)
     model.optimizer.build(model.trainable_variables)
@@ -211,8 +250,18 @@ def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_w
     saving.set_model(model)
     saving.on_epoch_end(2)
 
-    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1)
+    fresh, _, _, _ = tiny_run(tmp_path, epochs=5, patience=1, batch_size=8)
     history = training.fit(fresh, data, data, config, out_dir, live_plot=False)
     assert history["epoch"].tolist() == [0, 1, 2] and history.attrs["epochs_this_run"] == 0
     assert all(np.all(w == 0.25) for w in fresh.get_weights())  # the best weights, not the last ones
     assert not training.resume_path(out_dir).exists()
+
+
+def test_patience_stops_training_once_validation_accuracy_has_not_improved_for_that_many_epochs(tmp_path):
+    # A learning rate of 1e-12 leaves the weights as they were, so validation accuracy never improves on epoch 1's:
+    # patience 2 stops after epochs 2 and 3 brought nothing, 3 epochs of the 6 asked for.
+    model, data, config, out_dir = tiny_run(tmp_path, epochs=6, patience=2, optimizer="sgd", learning_rate=1e-12)
+    out_dir.mkdir()
+    history = training.fit(model, data, data, config, out_dir, live_plot=False)
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["val_accuracy"].nunique() == 1

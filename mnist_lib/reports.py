@@ -149,7 +149,7 @@ def _results(notebooks: dict[str, nbformat.NotebookNode]) -> dict[str, tuple[str
                 continue
             data = json.loads(path.read_text())
             kind = "metrics" if "test_accuracy" in data else "train" if "fit_seconds" in data else \
-                "split" if "train_images" in data else None
+                "split" if "val_images" in data else None  # the eda summary counts train images too
             if kind:
                 found.setdefault(kind, (report, data))
     return found

@@ -75,7 +75,7 @@ def test_jupyterlab_opens_py_files_with_the_jupytext_notebook_viewer_and_no_news
 def post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Authorization": "token test-token", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=180) as response:  # starting a kernel on a busy machine takes time
         return json.loads(response.read())
 
 
@@ -94,9 +94,9 @@ def test_an_opened_notebook_names_this_environments_kernel_and_its_session_runs_
     client.load_connection_file()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=60)
+        client.wait_for_ready(timeout=180)
         seen = []
-        client.execute_interactive("import sys; print(sys.prefix)", timeout=60,
+        client.execute_interactive("import sys; print(sys.prefix)", timeout=180,
                                    output_hook=lambda msg: seen.append(msg["content"].get("text", "")))
     finally:
         client.stop_channels()

@@ -98,15 +98,19 @@ def first_figure(notebook: nbformat.NotebookNode) -> str | None:
     return None
 
 
-def key_figures(parameters: dict) -> dict:
-    """Top-level scalar figures from the metrics.json or summary.json in the run's `out_dir`."""
+def key_results(parameters: dict) -> dict:
+    """The metrics.json or summary.json in the run's `out_dir` (empty when it has neither)."""
     out_dir = parameters.get("out_dir")
     for name in KEY_FILES:
         path = resolve(out_dir) / name if out_dir else None
         if path is not None and path.is_file():
-            data = json.loads(path.read_text())
-            return {key: value for key, value in data.items() if isinstance(value, (int, float, str)) and not isinstance(value, bool)}
+            return json.loads(path.read_text())
     return {}
+
+
+def key_figures(results: dict) -> dict:
+    """The top-level scalar figures of a run's results (`key_results`)."""
+    return {key: value for key, value in results.items() if isinstance(value, (int, float, str)) and not isinstance(value, bool)}
 
 
 def _format(value) -> str:
@@ -118,8 +122,9 @@ def _definition_list(items: dict) -> str:
     return "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(_format(v))}</dd>" for k, v in items.items())
 
 
-def _entry(path: Path, notebook: nbformat.NotebookNode, report: Path) -> str:
-    """The index section of one report: title link, run time, key figures, first figure, parameters."""
+def _entry(path: Path, notebook: nbformat.NotebookNode, report: Path, results: dict) -> str:
+    """The index section of one report: title link, run time, key figures (of its `key_results`), first figure,
+    parameters."""
     meta = notebook.metadata.get("papermill", {})
     parameters = meta.get("parameters", {})
     duration = meta.get("duration")
@@ -132,26 +137,20 @@ def _entry(path: Path, notebook: nbformat.NotebookNode, report: Path) -> str:
         + "</p>"
         + (f"<figure><a href=\"{html.escape(report.name)}\"><img src=\"data:image/png;base64,{figure}\" "
            f"alt=\"first figure of {name}\"></a></figure>" if figure else "")
-        + f"<h3>Key figures</h3><dl>{_definition_list(key_figures(parameters)) or '<dd>none</dd>'}</dl>"
+        + f"<h3>Key figures</h3><dl>{_definition_list(key_figures(results)) or '<dd>none</dd>'}</dl>"
         f"<h3>Parameters</h3><dl>{_definition_list(parameters) or '<dd>defaults</dd>'}</dl></section>"
     )
 
 
-def _results(notebooks: dict[str, nbformat.NotebookNode]) -> dict[str, tuple[str, dict]]:
+def _results(results: dict[str, dict]) -> dict[str, tuple[str, dict]]:
     """The results the headline needs, found by what they hold: 'metrics' (evaluate's metrics.json), 'train' and
     'split' (their summary.json), each with the report name of the notebook that wrote it."""
     found = {}
-    for report, notebook in notebooks.items():
-        out_dir = notebook.metadata.get("papermill", {}).get("parameters", {}).get("out_dir")
-        for name in KEY_FILES:
-            path = resolve(out_dir) / name if out_dir else None
-            if path is None or not path.is_file():
-                continue
-            data = json.loads(path.read_text())
-            kind = "metrics" if "test_accuracy" in data else "train" if "fit_seconds" in data else \
-                "split" if "val_images" in data else None  # the eda summary counts train images too
-            if kind:
-                found.setdefault(kind, (report, data))
+    for report, data in results.items():
+        kind = "metrics" if "test_accuracy" in data else "train" if "fit_seconds" in data else \
+            "split" if "val_images" in data else None  # the eda summary counts train images too
+        if kind:
+            found.setdefault(kind, (report, data))
     return found
 
 
@@ -170,10 +169,11 @@ def _recipe(config: dict, members: list[dict]) -> str:
     return ", ".join(words)
 
 
-def headline(notebooks: dict[str, nbformat.NotebookNode]) -> str:
-    """The block a reader sees first: model and recipe, test accuracy with its interval, errors, macro F1, ECE,
-    training time and speed, the data, and links to the learning curves, confusion matrix and error gallery."""
-    found = _results(notebooks)
+def headline(results: dict[str, dict]) -> str:
+    """The block a reader sees first (from each report's `key_results`): model and recipe, test accuracy with its
+    interval, errors, macro F1, ECE, training time and speed, the data, and links to the learning curves, confusion
+    matrix and error gallery."""
+    found = _results(results)
     rows = {}
     if "train" in found:
         train = found["train"][1]
@@ -207,19 +207,19 @@ def build(notebook_paths: list[str | Path], out_dir: str | Path, hide_code: bool
     """Render each executed notebook to `out_dir`/NAME.html and write `out_dir`/index.html: the headline (the
     result in one block), then one entry per report."""
     out_dir = Path(out_dir)
-    entries, rendered = [], {}
+    entries, results = [], {}
     for path in map(Path, notebook_paths):
         notebook = nbformat.read(path, as_version=4)
         report = to_html(notebook, out_dir / f"{path.stem}.html", hide_code)
-        entries.append(_entry(path, notebook, report))
-        rendered[report.name] = notebook
+        results[report.name] = key_results(notebook.metadata.get("papermill", {}).get("parameters", {}))
+        entries.append(_entry(path, notebook, report, results[report.name]))
     index = out_dir / "index.html"
     index.write_text(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MNIST pipeline reports</title>"
         f"<style>{INDEX_STYLE}</style></head><body>"
         "<h1>MNIST pipeline reports</h1><p>One report per executed notebook, in pipeline order"
         + (", code hidden" if hide_code else "") + ".</p>"
-        + headline(rendered) + "".join(entries) + "</body></html>\n",
+        + headline(results) + "".join(entries) + "</body></html>\n",
         encoding="utf-8",
     )
     return index

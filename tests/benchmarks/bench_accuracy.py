@@ -80,8 +80,7 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
 def changed(run: dict) -> list[str]:
     """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside: `as_configured`
     handles it; parameters the run's version did not have yet are not compared)."""
-    now = recipe_config(run["recipe"], run["seed"]).__dict__
-    return sorted(key for key, value in run["config"].items() if key != "tta" and key in now and now[key] != value)
+    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).__dict__, ignore=("tta",))
 
 
 def accuracy(model, data: Dataset) -> float:

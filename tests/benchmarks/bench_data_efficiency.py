@@ -86,8 +86,7 @@ def run_once(recipe: str, parts: dict, seed: int) -> dict:
 
 def changed(run: dict) -> list[str]:
     """The parameters in which a kept run differs from its recipe as it stands now."""
-    now = recipe_config(run["recipe"], run["seed"]).__dict__
-    return sorted(key for key, value in run["config"].items() if key in now and now[key] != value)
+    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).__dict__)
 
 
 def stats(runs: list[dict]) -> tuple[float, float, int]:

@@ -177,6 +177,12 @@ def evict(paths: list[Path]) -> bool:
     return True
 
 
+def changed_parameters(kept: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The parameters in which a kept run's configuration differs from its recipe's now (those the kept run's
+    version did not have yet, and `ignore`, are not compared): such a run is trained again."""
+    return sorted(key for key, value in kept.items() if key not in ignore and key in now and now[key] != value)
+
+
 def train_config(files: list[str], **overrides):
     """The training configuration of a recipe: params/train.yaml, then the profile `files` over it, then
     `overrides` (run from the project root)."""

@@ -7,10 +7,6 @@ import os
 import platform
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")  # set by `mnist sweep`
 # Variables that change which oneDNN kernels TensorFlow runs on a CPU (on/off, and a cap on the ISA it may use).
 ONEDNN_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
@@ -55,6 +51,10 @@ def cpu(cpuinfo: str | Path = CPUINFO) -> dict:
 
 def environment() -> dict:
     """The settings that matter for reproducing a result: versions, determinism, threads, devices, CPU and ISA."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -70,6 +70,12 @@ def environment() -> dict:
         "onednn_variables": {name: os.environ.get(name) for name in ONEDNN_VARIABLES},
         "devices": [device.name for device in tf.config.list_logical_devices()],
     }
+
+
+def thread_variables(threads: int) -> dict[str, str]:
+    """The THREAD_VARIABLES values that cap a process at `threads` CPU threads (at most 2 for ops run side by side)."""
+    values = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": min(threads, 2), "OMP_NUM_THREADS": threads}
+    return {name: str(values[name]) for name in THREAD_VARIABLES}
 
 
 def write_environment(path: str | Path) -> dict:

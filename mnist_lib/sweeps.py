@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mnist_lib import notebooks, params
+from mnist_lib import notebooks, params, runtime
 from mnist_lib.params import ParameterError
 
 SPEC_KEYS = {"description", "chain", "fixed", "grid", "zip", "runs"}
@@ -205,8 +205,7 @@ def execute_run(chain: tuple[Step, ...], run: Run, run_dir: str, root: str, thre
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "parameters.json").write_text(json.dumps({"swept": run.swept, "notebooks": dict(
         zip((step.notebook for step in chain), run.values))}, indent=2, default=str) + "\n")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
-           "TF_NUM_INTEROP_THREADS": str(min(threads, 2))}
+    env = {**os.environ, **runtime.thread_variables(threads)}
     started, record = time.perf_counter(), {"status": "done", "error": ""}
     for step, values in zip(chain, run.values):
         stem = Path(step.notebook).stem

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mnist_lib import modelfile, params, stats
+from mnist_lib import modelfile, params, stats, timing
 from mnist_lib.records import Dataset
 
 EPSILON = 1e-7  # probabilities are clipped like Keras' cross-entropy does
@@ -272,11 +271,6 @@ def write_metrics(path: str | Path, metrics: dict) -> Path:
 def throughput(model: keras.Model, images: np.ndarray, batch_size: int, repeats: int = 3) -> dict:
     """Inference speed: the best of `repeats` timed passes over `images` after one warm-up batch (images per second)."""
     predict_proba(model, images[:batch_size], batch_size)  # builds and traces the predict function untimed
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        predict_proba(model, images, batch_size)
-        timings.append(time.perf_counter() - started)
-    best = min(timings)
+    best = timing.timed(lambda: predict_proba(model, images, batch_size), repeats).best
     return {"images": len(images), "batch_size": batch_size, "seconds": round(best, 3),
             "images_per_second": round(len(images) / best, 1)}

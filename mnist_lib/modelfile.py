@@ -9,7 +9,7 @@ from pathlib import Path
 
 import keras
 
-from mnist_lib.fetch import sha256_file
+from mnist_lib.checksums import sha256_file
 
 SIDECAR_SUFFIX = ".sha256"  # model.keras -> model.keras.sha256, in `sha256sum` format
 RETRAIN = "retrain it (`dvc repro train`) or restore the tracked one (`dvc checkout outputs/train`)"

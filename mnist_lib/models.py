@@ -69,7 +69,7 @@ def _scaled_input(input_shape: tuple[int, int, int]) -> tuple[keras.KerasTensor,
 
 def _classifier(num_classes: int) -> layers.Dense:
     """Every model's output layer: logits and softmax in float32, also under a mixed-precision policy (where
-    the layers before it compute in float16 or bfloat16); `training.calibrate` rescales its weights."""
+    the layers before it compute in float16 or bfloat16); `calibration.calibrate` rescales its weights."""
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")
 
 

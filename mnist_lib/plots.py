@@ -127,7 +127,7 @@ def learning_curves(history: pd.DataFrame) -> Figure:
 
 
 def augmentation_grid(examples: np.ndarray) -> Figure:
-    """Rows of (original, augmented copies...) images, as `training.augmentation_examples` returns them."""
+    """Rows of (original, augmented copies...) images, as `batches.augmentation_examples` returns them."""
     rows, columns = examples.shape[:2]
     fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
     for row in range(rows):

@@ -1,7 +1,10 @@
-"""The environment record kept with a result: versions, determinism, threads, devices, the CPU and its ISA flags."""
+"""Where and how TensorFlow runs: seeds and op determinism, precision policy, device strategy, threads, and the
+environment record (versions, devices, the CPU and its ISA flags) kept with a result. TensorFlow is imported by the
+functions that use it, so that a sweep's parent process, which only sets thread variables, starts without it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -18,6 +21,37 @@ ONEDNN_ISA_FLAGS = (
     "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "asimd", "sve", "sve2", "bf16", "i8mm",
 )
 CPUINFO = Path("/proc/cpuinfo")
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (call before building the model)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def set_precision(precision: str) -> str:
+    """Set Keras's global dtype policy: float32, or for "mixed" float16 compute on a GPU, bfloat16 on a CPU.
+    Returns the policy's name."""
+    import keras
+    import tensorflow as tf
+
+    policy = "float32"
+    if precision == "mixed":
+        policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@functools.cache
+def strategy():
+    """The `tf.distribute.Strategy` to build and train under: data-parallel over every visible GPU
+    (`MirroredStrategy`), the default strategy on a CPU."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if tf.config.list_logical_devices("GPU") else tf.distribute.get_strategy()
 
 
 def _op_determinism_enabled() -> bool | None:

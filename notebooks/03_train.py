@@ -4,7 +4,7 @@
 # model, its history and curves.
 
 # %%
-from mnist_lib import modelfile, models, paths, plots, split, training
+from mnist_lib import batches, modelfile, paths, plots, recipe, split, training
 
 # %% tags=["parameters"]
 split_dir = "outputs/split"  # train/val arrays written by the split stage
@@ -35,7 +35,7 @@ temperature_scaling = True  # calibrate the probabilities: fit a softmax tempera
 # Every value is checked here, before any data is loaded or any model is built.
 
 # %%
-config = training.TrainConfig(
+config = recipe.TrainConfig(
     model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
     lr_schedule=lr_schedule, lr_decay=lr_decay, warmup_fraction=warmup_fraction, label_smoothing=label_smoothing,
     rotation=rotation, zoom=zoom, shift=shift, seed=seed, patience=patience,
@@ -60,7 +60,7 @@ out = paths.stage_dir(out_dir)
 # from the seed and the epoch, so a resumed run sees the same ones).
 
 # %%
-plots.augmentation_grid(training.augmentation_examples(train, config));
+plots.augmentation_grid(batches.augmentation_examples(train, config));
 
 # %% [markdown]
 # ## Train

@@ -11,7 +11,7 @@ import numpy as np
 
 from conftest import REPO, draw_digits
 from mnist_lib import modelfile, models, notebooks, split
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 DIGITS = tuple("0123456789")
 

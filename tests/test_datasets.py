@@ -11,17 +11,14 @@ import numpy as np
 import pytest
 from conftest import MNIST_NAMES, draw_digits, idx_encode, write_tiny_mnist
 
-import mnist_lib.datasets
+import mnist_lib.idx
+from mnist_lib.idx import read_idx, read_idx_pair
+from mnist_lib.records import DIGITS, Dataset, DatasetError
 from mnist_lib.datasets import (
     DATA_FORMATS,
-    DIGITS,
-    Dataset,
-    DatasetError,
     load,
     load_idx_folder,
     load_mnist,
-    read_idx,
-    read_idx_pair,
 )
 
 IMAGES, LABELS = 3, 1  # the dimension counts of IDX image and label files
@@ -152,7 +149,7 @@ def test_a_gz_file_cut_short_is_refused_naming_it(tmp_path):
 
 
 def test_a_gzip_bomb_is_refused_from_its_header_before_inflating(tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist_lib.datasets, "MAX_IDX_BYTES", 10_000)
+    monkeypatch.setattr(mnist_lib.idx, "MAX_IDX_BYTES", 10_000)
     path = tmp_path / "bomb-images-idx3-ubyte.gz"
     header = struct.pack(">HBB3I", 0, 0x08, 3, 100_000, 28, 28)  # declares 78,400,000 bytes of data
     # The header is a gzip member of its own; what follows is not gzip at all, so a reader that inflated

@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import draw_digits
 from mnist_lib import eda
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 
 def tiny(n: int, seed: int) -> Dataset:

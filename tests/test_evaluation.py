@@ -12,7 +12,7 @@ from PIL import Image
 
 from evaluate_cases import colour_blobs, digits, run_evaluate, write_case
 from mnist_lib import evaluation, models, plots
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 PROBABILITIES = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.6, 0.3], [0.0, 0.0, 1.0]])
 LABELS = np.array([0, 1, 2, 2])  # the third image is an error (2 predicted as 1)

@@ -23,7 +23,7 @@ import pytest
 from conftest import MNIST_NAMES, draw_digits, write_tiny_mnist
 
 import mnist_lib.fetch
-from mnist_lib.datasets import read_idx
+from mnist_lib.idx import idx_bytes, read_idx
 from mnist_lib.fetch import (
     MNIST_SHA256,
     FetchError,
@@ -34,7 +34,6 @@ from mnist_lib.fetch import (
     check_archive,
     default_sources,
     fetch,
-    idx_bytes,
     verify_files,
 )
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO
 from mnist_lib import evaluation, models
-from mnist_lib.fetch import sha256_file
+from mnist_lib.checksums import sha256_file
 from mnist_lib.modelfile import ModelFileError, load_model, recorded_sha256, save_model, sidecar_path
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.uint8)

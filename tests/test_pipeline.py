@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import REPO, draw_digits, write_kaggle_csv, write_tiny_mnist
-from mnist_lib import evaluation, training
+from mnist_lib import evaluation, resume
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "eda", "split", "train", "evaluate", "report")
@@ -226,7 +226,7 @@ def test_each_kind_of_change_makes_exactly_its_own_stages_stale(repo):
 
 def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
     set_params(repo, "train", epochs=6, batch_size=8)
-    state, out = training.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
+    state, out = resume.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
     first = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=environment(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

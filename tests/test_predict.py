@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import draw_digits
 from mnist_lib import modelfile, models, predict
-from mnist_lib.fetch import sha256_file
+from mnist_lib.checksums import sha256_file
 
 SHAPE = (28, 28, 1)
 

@@ -112,11 +112,24 @@ def test_each_stage_depends_on_its_own_notebook():
 
 @pytest.mark.parametrize("path", sorted((REPO / "params" / "profiles").glob("*.yaml")), ids=lambda p: p.name)
 def test_each_profile_sets_only_train_parameters_and_gives_a_valid_configuration(path):
-    from mnist_lib import training
+    from mnist_lib import recipe
 
     declared = params.declared_parameters(notebooks.read_notebook(REPO / "notebooks" / "03_train.py").cells)
     profile, _ = params.load_files([path])
     assert set(profile) <= set(declared), f"{path.name}: not train parameters: {set(profile) - set(declared)}"
     defaults, _ = params.load_files([REPO / "params" / "train.yaml"])
-    training.TrainConfig(**{**defaults, **profile})
+    recipe.TrainConfig(**{**defaults, **profile})
     assert "mnist run notebooks/03_train.py -f params/profiles/" + path.name in path.read_text()
+
+
+@pytest.mark.parametrize("config_class, params_file", [("recipe.TrainConfig", "train.yaml"),
+                                                       ("evaluation.EvaluateConfig", "evaluate.yaml")])
+def test_config_class_defaults_are_the_parameter_file_values(config_class, params_file):
+    import dataclasses
+    import importlib
+
+    module, name = config_class.split(".")
+    cls = getattr(importlib.import_module(f"mnist_lib.{module}"), name)
+    defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+    from_file = yaml.safe_load((REPO / "params" / params_file).read_text())
+    assert defaults == from_file, f"{config_class}'s defaults must equal params/{params_file} (one default per parameter)"

@@ -12,11 +12,20 @@ import pytest
 import tensorflow as tf
 
 from conftest import draw_digits
-from mnist_lib import modelfile, models, training
-from mnist_lib.datasets import Dataset
-from mnist_lib.training import TrainConfig
+from mnist_lib import batches, calibration, modelfile, models, recipe, runtime, training
+from mnist_lib.params import ParameterError
+from mnist_lib.records import Dataset
+from mnist_lib.recipe import TrainConfig
 
-BASE = dict(model="mlp", epochs=4, batch_size=32, learning_rate=0.01, optimizer="adam", seed=3)
+# A plain recipe (constant rate, no label smoothing, no augmentation) that each test changes in one respect;
+# params/train.yaml's defaults are the full recipe.
+BASE = dict(model="mlp", epochs=4, batch_size=32, learning_rate=0.01, optimizer="adam", seed=3, lr_schedule="constant",
+            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
+
+
+def plain(**changes) -> TrainConfig:
+    """BASE with `changes`."""
+    return TrainConfig(**{**BASE, **changes})
 
 
 def digits(count: int, seed: int = 3) -> Dataset:
@@ -25,20 +34,20 @@ def digits(count: int, seed: int = 3) -> Dataset:
 
 
 def rate(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
-    schedule = training.learning_rate(config, steps_per_epoch)
+    schedule = recipe.learning_rate(config, steps_per_epoch)
     return float(schedule(step)) if callable(schedule) else schedule
 
 
 def test_each_schedule_follows_its_curve_over_the_run():
     steps, total = 10, 40  # 4 epochs of 10 steps
-    constant = TrainConfig(**BASE)
+    constant = plain()
     assert rate(constant, steps, 0) == rate(constant, steps, total) == 0.01
-    exponential = TrainConfig(**BASE, lr_schedule="exponential", lr_decay=0.5)
+    exponential = plain(lr_schedule="exponential", lr_decay=0.5)
     assert rate(exponential, steps, 0) == pytest.approx(0.01)
     assert rate(exponential, steps, 2 * steps) == pytest.approx(0.01 * 0.5**2)  # x lr_decay per epoch
-    cosine = TrainConfig(**BASE, lr_schedule="cosine")
+    cosine = plain(lr_schedule="cosine")
     assert [rate(cosine, steps, s) for s in (0, total // 2, total)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-9)
-    cycle = TrainConfig(**BASE, lr_schedule="one_cycle", warmup_fraction=0.25)
+    cycle = plain(lr_schedule="one_cycle", warmup_fraction=0.25)
     rates = [rate(cycle, steps, s) for s in range(total + 1)]
     assert rates[0] == pytest.approx(0.01 / 25)
     assert int(np.argmax(rates)) == 10 and max(rates) == pytest.approx(0.01)  # the peak ends the warm-up
@@ -47,7 +56,7 @@ def test_each_schedule_follows_its_curve_over_the_run():
 
 def test_history_logs_the_learning_rate_the_schedule_reached_at_each_epoch_end(tmp_path):
     data = digits(64)
-    config = TrainConfig(**BASE, lr_schedule="exponential", lr_decay=0.5)
+    config = plain(lr_schedule="exponential", lr_decay=0.5)
     _, history = training.train(data, data, config, tmp_path, live_plot=False)
     written = pd.read_csv(tmp_path / "history.csv")
     assert written["learning_rate"].to_numpy() == pytest.approx([0.01 * 0.5 ** (e + 1) for e in range(4)], rel=1e-5)
@@ -56,7 +65,7 @@ def test_history_logs_the_learning_rate_the_schedule_reached_at_each_epoch_end(t
 
 def test_label_smoothing_reaches_the_compiled_loss():
     model = models.build_model("mlp", (28, 28, 1), 10)
-    training.compile_model(model, TrainConfig(**BASE, label_smoothing=0.1), 5)
+    training.compile_model(model, plain(label_smoothing=0.1), 5)
     assert model.loss.label_smoothing == 0.1
     targets = np.eye(10, dtype="float32")[[3]]
     sure = np.eye(10, dtype="float32")[[3]] * 0.999 + 0.0001
@@ -66,28 +75,28 @@ def test_label_smoothing_reaches_the_compiled_loss():
 def test_a_pure_shift_moves_a_dot_by_the_drawn_offset_within_the_limit():
     image = np.zeros((64, 28, 28, 1), np.float32)
     image[:, 14, 14, 0] = 255.0
-    moved = training.random_affine(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.1).numpy()
+    moved = batches.random_affine(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.1).numpy()
     peaks = np.array([np.unravel_index(np.argmax(m[..., 0]), (28, 28)) for m in moved]) - 14
     assert np.abs(peaks).max() <= 3 and (np.abs(peaks) > 0).any()  # within 0.1 x 28 px, and not all in place
     assert moved.sum(axis=(1, 2, 3)) == pytest.approx(image.sum(axis=(1, 2, 3)), rel=0.02)  # ink is kept
-    still = training.random_affine(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.0).numpy()
+    still = batches.random_affine(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.0).numpy()
     np.testing.assert_allclose(still, image, atol=1e-3)  # no rotation, zoom or shift: the image itself
 
 
 def test_batches_are_the_same_for_a_seed_and_epoch_and_differ_otherwise():
     data = digits(96)
-    config = TrainConfig(**BASE, rotation=15.0, zoom=0.1, shift=0.1)
+    config = plain(rotation=15.0, zoom=0.1, shift=0.1)
 
     def first_batch(first_epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = next(iter(training.training_batches(data, config, first_epoch, seed)))
+        images, labels = next(iter(batches.training_batches(data, config, first_epoch, seed)))
         return images.numpy(), labels.numpy()
 
     images, labels = first_batch(0, 3)
     assert images.dtype == np.float32 and labels.shape == (32, 10) and labels.sum(axis=1).tolist() == [1.0] * 32
     np.testing.assert_array_equal(first_batch(0, 3)[0], images)
     assert not np.array_equal(first_batch(1, 3)[0], images) and not np.array_equal(first_batch(0, 4)[0], images)
-    plain = TrainConfig(**BASE)
-    raw, onehot = next(iter(training.training_batches(data, plain, 0)))
+    unaugmented = plain()
+    raw, onehot = next(iter(batches.training_batches(data, unaugmented, 0)))
     index = [np.flatnonzero((data.images == row[..., None].astype(np.uint8)).all(axis=(1, 2, 3)))[0]
              for row in raw.numpy()[..., 0]]
     assert np.argmax(onehot.numpy(), axis=1).tolist() == data.labels[index].tolist()  # unaugmented: exact pixels
@@ -95,7 +104,7 @@ def test_batches_are_the_same_for_a_seed_and_epoch_and_differ_otherwise():
 
 def test_augmentation_examples_put_each_original_first():
     data = digits(10)
-    examples = training.augmentation_examples(data, TrainConfig(**BASE, rotation=20.0), count=3, copies=2)
+    examples = batches.augmentation_examples(data, plain(rotation=20.0), count=3, copies=2)
     assert examples.shape == (3, 3, 28, 28, 1) and examples.dtype == np.uint8
     np.testing.assert_array_equal(examples[:, 0], data.images[:3])
     assert not np.array_equal(examples[:, 1], examples[:, 0])
@@ -117,7 +126,7 @@ def test_the_tta_shifts_are_one_pixel_moves_with_zeros_coming_in():
 
 def test_an_ensemble_trains_members_on_their_own_splits_and_saves_as_one_safe_model(tmp_path):
     train, val = digits(120, seed=3), digits(40, seed=4)
-    config = TrainConfig(**{**BASE, "model": "cnn_small", "epochs": 2}, ensemble_size=2, tta=True)
+    config = plain(model="cnn_small", epochs=2, ensemble_size=2, tta=True)
     member_train, member_val = training.member_data(train, val, 1, config.seed)
     assert len(member_val) == len(val) and len(member_train) == len(train)
     pooled = np.concatenate([train.images, val.images])
@@ -145,54 +154,75 @@ def test_an_ensemble_trains_members_on_their_own_splits_and_saves_as_one_safe_mo
 
 def test_a_finished_member_is_not_trained_again_after_a_kill(tmp_path):
     train = digits(64)
-    config = TrainConfig(**BASE, ensemble_size=2)
+    config = plain(ensemble_size=2)
     first = training.build(config, train.image_shape, 10)
-    training.fit(first, train, train, config, tmp_path, live_plot=False, member=0, keep_state=True)
+    training.fit(first, train, train, config, tmp_path, member=0, live_plot=False)
     again = training.build(config, train.image_shape, 10)
-    history = training.fit(again, train, train, config, tmp_path, live_plot=False, member=0, keep_state=True)
+    history = training.fit(again, train, train, config, tmp_path, member=0, live_plot=False)
     assert history.attrs["epochs_this_run"] == 0 and history["epoch"].tolist() == [0, 1, 2, 3]
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
 
 
 def test_mixed_precision_on_a_cpu_computes_in_bfloat16_and_answers_in_float32():
     try:
-        assert training.set_precision("mixed") == "mixed_bfloat16"
+        assert runtime.set_precision("mixed") == "mixed_bfloat16"
         model = models.build_model("cnn_strong", (28, 28, 1), 10)
         assert model.layers[2].compute_dtype == "bfloat16" and model.output.dtype == "float32"
         assert model.layers[-1].compute_dtype == "float32"  # logits and softmax in float32, not just cast to it
     finally:
-        training.set_precision("float32")
+        runtime.set_precision("float32")
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_cnn_strong_is_deterministic_for_a_seed_and_fits_other_shapes():
-    config = TrainConfig(**{**BASE, "model": "cnn_strong"})
+    config = plain(model="cnn_strong")
     weights = [training.build(config, (28, 28, 1), 10).get_weights() for _ in range(2)]
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
     assert training.build(config, (32, 32, 3), 15).output.shape == (None, 15)
-    assert json.dumps(training.environment())  # recorded with every result
+    assert json.dumps(runtime.environment())  # recorded with every result
 
 
 def test_temperature_scaling_sharpens_an_underconfident_network_on_validation_and_keeps_its_classes(tmp_path):
     train, val = digits(160, seed=3), digits(80, seed=4)
     (tmp_path / "raw").mkdir(), (tmp_path / "cal").mkdir()
-    smoothed = TrainConfig(**BASE, label_smoothing=0.4, temperature_scaling=False)  # heavy smoothing: underconfident
+    smoothed = plain(label_smoothing=0.4, temperature_scaling=False)  # heavy smoothing: underconfident
     raw, _ = training.train(train, val, smoothed, tmp_path / "raw", live_plot=False)
     before = raw.predict(val.images, verbose=0)
     head = raw.layers[-1]
     logits = keras.Model(raw.inputs, head.input).predict(val.images, verbose=0) @ head.get_weights()[0] + head.get_weights()[1]
 
-    found = training.calibrate(raw, val)
+    found = calibration.calibrate(raw, val)
     assert found["temperature"] < 1 and found["val_nll_after"] < found["val_nll_before"]
     after = raw.predict(val.images, verbose=0)
     np.testing.assert_allclose(after, tf.nn.softmax(logits / found["temperature"]).numpy(), atol=1e-4)
     assert np.array_equal(after.argmax(axis=1), before.argmax(axis=1))  # the same classes, sharper probabilities
     assert after.max(axis=1).mean() > before.max(axis=1).mean()
     # the temperature minimises the NLL: a little hotter or colder is worse
-    nll = [training._nll(logits.astype(np.float64), val.labels, 1 / (found["temperature"] * f)) for f in (0.9, 1.0, 1.1)]
+    nll = [calibration._nll(logits.astype(np.float64), val.labels, 1 / (found["temperature"] * f)) for f in (0.9, 1.0, 1.1)]
     assert nll[1] < nll[0] and nll[1] < nll[2]
 
-    calibrated, history = training.train(train, val, TrainConfig(**BASE, label_smoothing=0.4), tmp_path / "cal", live_plot=False)
-    summary = training.write_summary(tmp_path / "cal", calibrated, TrainConfig(**BASE, label_smoothing=0.4), history)
+    calibrated, history = training.train(train, val, plain(label_smoothing=0.4), tmp_path / "cal", live_plot=False)
+    summary = training.write_summary(tmp_path / "cal", calibrated, plain(label_smoothing=0.4), history)
     assert summary["members"][0]["calibration"] == found  # the same seed, the same network, the same temperature
     np.testing.assert_allclose(calibrated.predict(val.images, verbose=0), after, atol=1e-6)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"lr_schedule": "cosine", "warmup_fraction": 0.1}, "warmup_fraction=0.1 has no effect with lr_schedule 'cosine'"),
+    ({"lr_schedule": "constant", "lr_decay": 0.5}, "lr_decay=0.5 has no effect with lr_schedule 'constant'"),
+    ({"model": "cnn_small", "hidden_activation": "tanh"}, "hidden_activation='tanh' has no effect with model 'cnn_small'"),
+])
+def test_a_parameter_the_chosen_recipe_ignores_is_refused_by_name(change, named):
+    with pytest.raises(ParameterError) as caught:
+        plain(**change)
+    assert named in str(caught.value) and "leave" in str(caught.value)
+
+
+def test_a_parameter_at_its_default_is_accepted_and_only_the_used_ones_are_effective():
+    cosine = plain(lr_schedule="cosine")  # warmup_fraction, lr_decay at params/train.yaml's values: nothing to refuse
+    assert "warmup_fraction" not in cosine.effective() and "lr_decay" not in cosine.effective()
+    assert cosine.effective()["hidden_activation"] == "relu"  # an mlp-only option, and BASE's model is the mlp
+    cycle = plain(model="cnn_small", lr_schedule="one_cycle", warmup_fraction=0.1)
+    assert cycle.effective()["warmup_fraction"] == 0.1 and "hidden_activation" not in cycle.effective()
+    exponential = plain(lr_schedule="exponential", lr_decay=0.5)
+    assert exponential.effective()["lr_decay"] == 0.5 and exponential.effective()["hidden_activation"] == "relu"

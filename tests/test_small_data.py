@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 
 from conftest import draw_digits
-from mnist_lib import batchnorm, health, training
-from mnist_lib.datasets import Dataset
-from mnist_lib.training import TrainConfig
+from mnist_lib import batchnorm, health, recipe, runtime, training
+from mnist_lib.records import Dataset
+
+# A plain recipe: constant rate, no label smoothing, no augmentation (params/train.yaml's defaults are the full one).
+PLAIN = dict(lr_schedule="constant", label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
+from mnist_lib.recipe import TrainConfig
 
 
 def conv_bn_model() -> keras.Model:
@@ -71,8 +74,8 @@ def test_after_fit_the_saved_statistics_are_the_final_weights_batch_moments(tmp_
     # Keras' own moving averages (momentum 0.99) would still be near their initial 0 and 1 after 4 steps.
     train, val = digits(120, 1), digits(40, 2)
     config = TrainConfig(model="cnn_small", epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", seed=3,
-                         temperature_scaling=False)
-    training.set_determinism(3)
+                         temperature_scaling=False, **PLAIN)
+    runtime.set_determinism(3)
     model = conv_bn_model()
     training.fit(model, Dataset(train.images, train.labels % 2, ("even", "odd")), Dataset(val.images, val.labels % 2,
                  ("even", "odd")), config, tmp_path, live_plot=False, resume=False)
@@ -86,7 +89,7 @@ def test_after_fit_the_saved_statistics_are_the_final_weights_batch_moments(tmp_
     (128, 54_000, 128), (128, 1024, 128), (128, 1000, 125), (128, 300, 38), (32, 150, 19), (128, 5, 1),
 ])
 def test_a_small_training_split_trains_on_batches_that_make_eight_steps_an_epoch(batch_size, images, expected):
-    assert training.batch_size_for(batch_size, images) == expected
+    assert recipe.batch_size_for(batch_size, images) == expected
 
 
 def history(train: list[float], val: list[float]) -> pd.DataFrame:
@@ -113,7 +116,7 @@ def test_a_healthy_or_merely_small_gap_run_gets_no_warning(train, val):
 def test_a_run_made_to_fail_warns_in_the_notebook_and_records_it_in_the_summary(tmp_path):
     train, val = digits(200, 4, size=28), digits(300, 5, size=28)
     shuffled = Dataset(train.images, np.random.default_rng(0).permutation(train.labels), train.class_names)  # broken labels
-    config = TrainConfig(model="cnn_small", epochs=3, batch_size=32, learning_rate=0.003, optimizer="adam", seed=1)
+    config = TrainConfig(model="cnn_small", epochs=3, batch_size=32, learning_rate=0.003, optimizer="adam", seed=1, **PLAIN)
     with pytest.warns(UserWarning, match="near chance"):
         model, trained = training.train(shuffled, val, config, tmp_path, live_plot=False, resume=False)
     summary = training.write_summary(tmp_path, model, config, trained)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_lib import split
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 
 @pytest.fixture

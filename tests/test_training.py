@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 
 from conftest import draw_digits
-from mnist_lib import modelfile, models, training
-from mnist_lib.datasets import Dataset
+from mnist_lib import modelfile, models, resume, runtime, training
+from mnist_lib.records import Dataset
 from mnist_lib.params import ParameterError
-from mnist_lib.training import TrainConfig
+from mnist_lib.recipe import TrainConfig
 
-GOOD = dict(model="cnn_small", epochs=1, batch_size=32, learning_rate=0.001, optimizer="adam", seed=1)
+# A plain recipe (constant rate, no label smoothing, no augmentation); params/train.yaml's defaults are the full one.
+GOOD = dict(model="cnn_small", epochs=1, batch_size=32, learning_rate=0.001, optimizer="adam", seed=1, lr_schedule="constant",
+            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
 
 
 @pytest.mark.parametrize(
@@ -61,14 +63,14 @@ import json, hashlib, sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import draw_digits
-from mnist_lib import modelfile, models, training
-from mnist_lib.datasets import Dataset
+from mnist_lib import modelfile, models, recipe, resume, runtime, training
+from mnist_lib.records import Dataset
 out_dir, config, train_images = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 images, labels = draw_digits(400, seed=5)
 images, labels = np.tile(images, (4, 1, 1))[..., None], np.tile(labels, 4).astype(np.int64)  # epochs long enough to kill
 train = Dataset(images[:train_images], labels[:train_images], tuple("0123456789"))
 val = Dataset(images[1400:], labels[1400:], tuple("0123456789"))
-config = training.TrainConfig(**config)
+config = recipe.TrainConfig(**config)
 net, history = training.train(train, val, config, out_dir, live_plot=False)
 digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in net.get_weights())).hexdigest()
 modelfile.save_model(net, out_dir + "/model.keras")
@@ -117,7 +119,7 @@ def test_same_seed_gives_bit_identical_weights_in_two_fresh_processes(uninterrup
 
 def kill_after_the_first_epoch(out_dir: Path, config: dict, train_images: int = 1400) -> int:
     """Start training in a fresh process, SIGKILL it once it has saved a resume state; return the epochs it saved."""
-    state = training.resume_path(out_dir)
+    state = resume.resume_path(out_dir)
     process = subprocess.Popen(training_command(out_dir, config, train_images), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -145,7 +147,7 @@ def differing_weights(first: Path, second: Path, names: list[str]) -> list[str]:
 def test_training_killed_with_sigkill_resumes_after_its_last_epoch_and_ends_as_if_never_killed(uninterrupted, tmp_path):
     reference_dir, reference = uninterrupted
     out_dir = tmp_path / "train"
-    state = training.resume_path(out_dir)
+    state = resume.resume_path(out_dir)
     done = kill_after_the_first_epoch(out_dir, CONFIG)
 
     resumed = train_in_fresh_process(out_dir, CONFIG)
@@ -177,7 +179,7 @@ def tiny_run(tmp_path: Path, **change) -> tuple[keras.Model, Dataset, TrainConfi
     images, labels = draw_digits(64, seed=3)
     data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
     config = TrainConfig(**{**GOOD, "model": "mlp", "epochs": 2, **change})
-    training.set_determinism(config.seed)
+    runtime.set_determinism(config.seed)
     return models.build_model("mlp", data.image_shape, 10), data, config, tmp_path / "train"
 
 
@@ -189,9 +191,9 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
     model.optimizer.iterations.assign(7)
     stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
     stopper.wait, stopper.best, stopper.best_epoch, stopper.best_weights = 1, 0.5, 0, [w * 0 for w in model.get_weights()]
-    fingerprint = training.resume_fingerprint(model, data, data, config)
+    fingerprint = resume.resume_fingerprint(model, data, data, config)
     (out_dir / "history.csv").write_bytes(b"epoch,accuracy\r\n0,0.5\r\n")
-    saving = training.ResumeState(training.resume_path(out_dir), fingerprint, out_dir / "history.csv", stopper)
+    saving = resume.ResumeState(resume.resume_path(out_dir), fingerprint, out_dir / "history.csv", stopper)
     saving.set_model(model)
     saving.on_epoch_end(0)
 
@@ -199,7 +201,7 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
     training.compile_model(fresh, config, 2)
     (out_dir / "history.csv").write_bytes(b"epoch,accuracy\r\n0,0.5\r\n1,0.6\r\n")  # a row the state never saw
     fresh_stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
-    restoring = training.ResumeState(training.resume_path(out_dir), fingerprint, out_dir / "history.csv", fresh_stopper)
+    restoring = resume.ResumeState(resume.resume_path(out_dir), fingerprint, out_dir / "history.csv", fresh_stopper)
     assert restoring.restore(fresh) == 1
     fresh_stopper.on_train_begin()
     restoring.on_train_begin()
@@ -214,7 +216,7 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
 def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_epoch_one(tmp_path, capsys, leftover):
     model, data, config, out_dir = tiny_run(tmp_path)
     out_dir.mkdir()
-    state = training.resume_path(out_dir)
+    state = resume.resume_path(out_dir)
     if leftover == "corrupt":
         state.write_bytes(b"PK\x03\x04 cut short by a full disk")
     else:
@@ -222,7 +224,7 @@ def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_e
         training.compile_model(other, other_config, 2)
         other.optimizer.build(other.trainable_variables)
         (out_dir / "history.csv").write_text("epoch,accuracy\n0,0.9\n")
-        saving = training.ResumeState(state, training.resume_fingerprint(other, data, data, other_config),
+        saving = resume.ResumeState(state, resume.resume_fingerprint(other, data, data, other_config),
                                       out_dir / "history.csv", None)
         saving.set_model(other)
         saving.on_epoch_end(0)
@@ -245,7 +247,7 @@ def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_w
     model.stop_training = True  # EarlyStopping ended the run at epoch 3 of 5; the kill came before training returned
     rows = "epoch,accuracy,loss,val_accuracy,val_loss\r\n" + "".join(f"{e},0.5,1.0,0.5,1.0\r\n" for e in range(3))
     (out_dir / "history.csv").write_text(rows, newline="")
-    saving = training.ResumeState(training.resume_path(out_dir), training.resume_fingerprint(model, data, data, config),
+    saving = resume.ResumeState(resume.resume_path(out_dir), resume.resume_fingerprint(model, data, data, config),
                                   out_dir / "history.csv", stopper)
     saving.set_model(model)
     saving.on_epoch_end(2)
@@ -254,7 +256,7 @@ def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_w
     history = training.fit(fresh, data, data, config, out_dir, live_plot=False)
     assert history["epoch"].tolist() == [0, 1, 2] and history.attrs["epochs_this_run"] == 0
     assert all(np.all(w == 0.25) for w in fresh.get_weights())  # the best weights, not the last ones
-    assert not training.resume_path(out_dir).exists()
+    assert not resume.resume_path(out_dir).exists()
 
 
 def test_patience_stops_training_once_validation_accuracy_has_not_improved_for_that_many_epochs(tmp_path):

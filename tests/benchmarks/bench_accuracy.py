@@ -25,8 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import evaluation, models, split, training  # noqa: E402
-from mnist_lib.datasets import Dataset  # noqa: E402
+from mnist_lib import evaluation, models, runtime, split, training  # noqa: E402
+from mnist_lib.recipe import TrainConfig  # noqa: E402
+from mnist_lib.records import Dataset  # noqa: E402
 
 # recipe -> parameter files over params/train.yaml, the figure it must reach and on which split, input channels
 RECIPES = {
@@ -42,7 +43,7 @@ RECIPES = {
 TOLERANCE = 0.3  # reference models must land within this many points of their reference figure
 
 
-def recipe_config(recipe: str, seed: int) -> training.TrainConfig:
+def recipe_config(recipe: str, seed: int) -> TrainConfig:
     """params/train.yaml with the recipe's profile over it, and `seed`."""
     return benchlib.train_config(RECIPES[recipe]["files"], seed=seed)
 
@@ -68,7 +69,7 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
         "test_accuracy": accuracy(model, test), "final_val_accuracy": final_val,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall,
         "images_per_second": history.attrs["images_seen"] / history.attrs["fit_seconds"],
-        "epochs": config.epochs, "environment": training.environment(), "load_average": os.getloadavg(),
+        "epochs": config.epochs, "environment": runtime.environment(), "load_average": os.getloadavg(),
     }
     if not config.tta and config.ensemble_size == 1:  # what test-time augmentation would add, judged on val
         shifted = models.combine([model], train.image_shape, tta=True)
@@ -80,7 +81,7 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
 def changed(run: dict) -> list[str]:
     """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside: `as_configured`
     handles it; parameters the run's version did not have yet are not compared)."""
-    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).__dict__, ignore=("tta",))
+    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).effective(), ignore=("tta",))
 
 
 def accuracy(model, data: Dataset) -> float:

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 import benchlib
-from mnist_lib import datasets, fetch, tabular
+from mnist_lib import checksums, datasets, fetch, idx, tabular, timing
 
 SECTION = {"section": "data", "title": "Data loading", "order": 10}
 CSV_TARGET_S = 2.0  # a 42,000-row Kaggle CSV loads in under this
@@ -57,7 +57,7 @@ def naive_jpg_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
 def raw_files(raw_dir: Path) -> list[Path]:
     """The four MNIST-named IDX files in `raw_dir` (plain, else .gz)."""
     found = []
-    for name in fetch.MNIST_FILES:
+    for name in idx.MNIST_FILES:
         plain, packed = raw_dir / name, raw_dir / f"{name}.gz"
         if not (plain.is_file() or packed.is_file()):
             raise SystemExit(f"{raw_dir}: no {name}; run `mnist fetch` (or pass --raw-dir)")
@@ -73,7 +73,7 @@ def checksums_of(files: list[Path]) -> tuple[dict[str, str], bool]:
             with gzip.open(path, "rb") as stream:
                 sums[path.name.removesuffix(".gz")] = hashlib.file_digest(stream, "sha256").hexdigest()
         else:
-            sums[path.name] = fetch.sha256_file(path)
+            sums[path.name] = checksums.sha256_file(path)
     return sums, sums == fetch.MNIST_SHA256
 
 
@@ -102,13 +102,13 @@ def make_inputs(raw_dir: Path, work: Path, rows: int, files: int) -> tuple[Path,
 def compare(label: str, ours, naive, repeats: int, naive_repeats: int, files: list[Path], setup=None) -> dict:
     """Time ours and the naive way (warm, best of N), then once each with `files` evicted from the page cache."""
     print(f"{label} ...", flush=True)
-    warm_ours, warm_naive = benchlib.timed(ours, repeats, setup), benchlib.timed(naive, naive_repeats, setup)
+    warm_ours, warm_naive = timing.timed(ours, repeats, setup), timing.timed(naive, naive_repeats, setup)
     cold = []
     for fn in (ours, naive):
         if setup:
             setup()
         evicted = benchlib.evict(files)
-        cold.append(benchlib.timed(fn, 1).best if evicted else None)
+        cold.append(timing.timed(fn, 1).best if evicted else None)
     print(f"  mnist_lib {warm_ours.best:.3f} s, naive {warm_naive.best:.3f} s; cold {cold}", flush=True)
     return {"label": label, "ours": warm_ours, "naive": warm_naive, "cold": cold}
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     files = raw_files(args.raw_dir)
     checksums, pinned = checksums_of(files)
-    available = len(datasets.read_idx(files[1], 1))
+    available = len(idx.read_idx(files[1], 1))
     rows, count = min(args.rows, available), min(args.files, available)
     csv_path, jpg_root = make_inputs(args.raw_dir, args.work_dir, rows, count)
     jpg_files = sorted(jpg_root.glob("train/*/*.jpg"))
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")  # a small subset can be imbalanced; the warning is not what is timed
             return datasets.load("image_folder", jpg_root, train_folder="train", test_folder="")
 
-    images_total = sum(len(datasets.read_idx(path, 1)) for path in files[1::2])
+    images_total = sum(len(idx.read_idx(path, 1)) for path in files[1::2])
     r = [
         compare(f"fetch 4 raw files ({sum(p.stat().st_size for p in files) / 1e6:.0f} MB) from a local folder",
                 lambda: fetch.fetch(fetched, [fetch.LocalFolder(args.raw_dir)], checksums),

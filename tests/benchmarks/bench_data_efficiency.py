@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import datasets, evaluation, plots, split, training  # noqa: E402
+from mnist_lib import datasets, evaluation, plots, runtime, split, training  # noqa: E402
+from mnist_lib.recipe import TrainConfig  # noqa: E402
 
 RECIPES = {  # name -> profiles over params/train.yaml
     "default": [],
@@ -43,7 +44,7 @@ VAL_FRACTION, TEST_FRACTION = 0.1, 0.1  # params/split.yaml's defaults; the fold
 TARGETS = {"1000": 97.0, FOLDER: 96.0}  # the default recipe's test accuracy (mean of the seeds) on these data
 
 
-def recipe_config(recipe: str, seed: int) -> training.TrainConfig:
+def recipe_config(recipe: str, seed: int) -> TrainConfig:
     """params/train.yaml with the recipe's profile over it, and `seed`."""
     return benchlib.train_config(RECIPES[recipe], seed=seed)
 
@@ -80,13 +81,13 @@ def run_once(recipe: str, parts: dict, seed: int) -> dict:
         "val_images": len(parts["val"]), "test_images": len(test), "classes": test.num_classes,
         "test_accuracy": float((predicted == test.labels).mean()), "best_val_accuracy": float(history["val_accuracy"].max()),
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall, "warnings": history.attrs["warnings"],
-        "environment": training.environment(), "load_average": os.getloadavg(),
+        "environment": runtime.environment(), "load_average": os.getloadavg(),
     }
 
 
 def changed(run: dict) -> list[str]:
     """The parameters in which a kept run differs from its recipe as it stands now."""
-    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).__dict__)
+    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).effective())
 
 
 def stats(runs: list[dict]) -> tuple[float, float, int]:

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import evaluation, modelfile, models, predict, split, training  # noqa: E402
+from mnist_lib import evaluation, modelfile, models, predict, runtime, split, timing  # noqa: E402
 
 SECTION = {"section": "inference", "title": "Inference", "order": 60}
 TEST_IMAGES = 10_000
@@ -55,13 +55,13 @@ def predict_latency(image: np.ndarray, work: Path, model_file: Path | None, repe
     png = work / "digit.png"
     Image.fromarray(image[:, :, 0]).save(png)
     command = benchlib.timed_command(["mnist", "predict", str(model_file), str(png)], repeats, timeout=300)
-    load = benchlib.timed(lambda: evaluation.load_model(model_file), repeats)
+    load = timing.timed(lambda: evaluation.load_model(model_file), repeats)
     model = load.result
     predict.predict_files(model, [png])  # the first call traces the predict function
-    in_process = benchlib.timed(lambda: predict.predict_files(model, [png]), max(10, repeats))
+    in_process = timing.timed(lambda: predict.predict_files(model, [png]), max(10, repeats))
     prepared = predict.load_image(png, tuple(model.input_shape[1:]))[0][np.newaxis].astype(np.float32)
     model(prepared, training=False)
-    direct = benchlib.timed(lambda: model(prepared, training=False), max(10, repeats))
+    direct = timing.timed(lambda: model(prepared, training=False), max(10, repeats))
     print(f"mnist predict on one PNG: {command.seconds:.2f} s whole command; in-process {in_process.best * 1000:.1f} ms",
           flush=True)
     rows = [
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     images, origin = load_images(args.split_dir)
-    env = training.environment()
+    env = runtime.environment()
     print(f"{len(images):,} images from {origin}; TensorFlow {env['tensorflow']}, {env['cpu_count']} CPU(s), "
           f"devices {', '.join(env['devices'])}")
     results = []

@@ -26,7 +26,7 @@ import nbformat
 import yaml
 
 import benchlib
-from mnist_lib import fetch, notebooks
+from mnist_lib import fetch, idx, notebooks
 from mnist_lib.datasets import load_idx_folder
 
 SECTION = {"section": "pipeline", "title": "Pipeline overhead", "order": 40}
@@ -99,15 +99,15 @@ def make_copy(dest: Path, raw_dir: Path, train_images: int | None, test_images: 
     pinned = not fetch.verify_files(raw_dir)
     data = yaml.safe_load((dest / "params" / "data.yaml").read_text())
     if pinned and train_images is None and test_images is None:
-        for name in fetch.MNIST_FILES:
+        for name in idx.MNIST_FILES:
             shutil.copy2(raw_dir / name, raw / name)
         described = "the real MNIST (60,000 + 10,000 images, sha256-verified)"
     else:
         splits = load_idx_folder(raw_dir)
-        for prefix, split, count in (("train", "train", train_images), ("t10k", "test", test_images)):
-            part = splits[split]
-            (raw / f"{prefix}-images-idx3-ubyte").write_bytes(fetch.idx_bytes(part.images[:count, :, :, 0]))
-            (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(fetch.idx_bytes(part.labels[:count].astype("uint8")))
+        for split, count in (("train", train_images), ("test", test_images)):
+            part, (images_name, labels_name) = splits[split], idx.MNIST_NAMES[split]
+            (raw / images_name).write_bytes(idx.idx_bytes(part.images[:count, :, :, 0]))
+            (raw / labels_name).write_bytes(idx.idx_bytes(part.labels[:count].astype("uint8")))
         data["data_format"] = "idx"
         counts = [len(splits[s].images[:c]) for s, c in (("train", train_images), ("test", test_images))]
         described = f"the first {counts[0]:,} training and {counts[1]:,} test images of {raw_dir.name}/ (IDX)"

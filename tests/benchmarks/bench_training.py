@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import models, split, training  # noqa: E402
+from mnist_lib import models, recipe, runtime, split, training  # noqa: E402
 
 THRESHOLDS = (0.990, 0.995)
 TIME_TARGET = 0.5  # the fast profile must reach 99.0% in at most this share of the reference recipe's time
@@ -115,8 +115,9 @@ def throughput_rows(train, val, images: int, names: list[str]) -> list[list]:
     part = split.subset(train, np.arange(min(images, len(train))))
     for name in names:
         for augment in ((False, True) if name == "cnn_strong" else (False,)):
-            config = training.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
-                                          rotation=10.0 * augment, zoom=0.1 * augment, shift=0.1 * augment)
+            config = recipe.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
+                                        lr_schedule="constant", label_smoothing=0.0, rotation=10.0 * augment,
+                                        zoom=0.1 * augment, shift=0.1 * augment)
             clock = EpochClock()
             with tempfile.TemporaryDirectory() as out:
                 training.train(part, split.subset(val, np.arange(min(1000, len(val)))), config, out, live_plot=False, resume=False,
@@ -155,14 +156,14 @@ RECIPES = (("fast profile (params/profiles/fast.yaml)", ["params/profiles/fast.y
            ("default recipe (params/train.yaml)", []))
 
 
-def recipe_clock(train, val, test, files: list[str], every_images: int) -> tuple[training.TrainConfig, TestAccuracyClock]:
+def recipe_clock(train, val, test, files: list[str], every_images: int) -> tuple[recipe.TrainConfig, TestAccuracyClock]:
     """Train params/train.yaml with `files` over it (the whole schedule), test evaluated every `every_images`."""
     config = benchlib.train_config(files)
     started = time.perf_counter()
     clock = TestAccuracyClock(test.images, test.labels, max(1, round(every_images / config.batch_size)), started, stop=False)
     with tempfile.TemporaryDirectory() as out:
         training.train(train, val, config, out, live_plot=False, resume=False, callbacks=[clock])
-    training.set_precision("float32")
+    runtime.set_precision("float32")
     return config, clock
 
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark sections: the machine, best-of-N timing, commands measured for wall time and
+"""Shared helpers of the benchmark sections: the machine, commands measured for wall time and
 peak memory, and writing a section's JSON (`outputs/bench/<section>.json`, rendered by report.py)."""
 
 from __future__ import annotations
@@ -13,27 +13,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from mnist_lib import runtime  # TensorFlow is imported only when runtime.environment() is called
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter in every section and its commands
+
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "outputs" / "bench"
 REQUIRED = ("section", "title", "order", "command", "columns", "rows", "notes", "targets")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def total_ram_gib() -> float | None:
@@ -45,33 +35,10 @@ def total_ram_gib() -> float | None:
 
 
 def environment() -> dict:
-    """mnist_lib.training.environment() (versions, threads, devices) plus the CPU model, the total RAM and the load
+    """mnist_lib.runtime.environment() (versions, threads, devices) plus the CPU model, the total RAM and the load
     average when the section was written (other work on the machine slows every figure)."""
-    from mnist_lib import training  # imports TensorFlow: only when a section is written, never while timing
-
-    return {**training.environment(), "cpu_model": cpu_model(), "ram_gib": total_ram_gib(), "platform": platform.platform(),
+    return {**runtime.environment(), "cpu_model": runtime.cpu()["model"], "ram_gib": total_ram_gib(), "platform": platform.platform(),
             "load_average": [round(value, 2) for value in os.getloadavg()]}  # other work on the machine (1, 5, 15 min)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """The best of several timed calls, every time taken, and the last call's result."""
-
-    best: float
-    times: tuple[float, ...]
-    result: Any = None
-
-
-def timed(fn: Callable[[], Any], repeats: int = 3, setup: Callable[[], Any] | None = None) -> Timing:
-    """Call `fn` `repeats` times (with `setup` untimed before each call) and keep the fastest wall time (perf_counter)."""
-    times, result = [], None
-    for _ in range(repeats):
-        if setup:
-            setup()
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return Timing(min(times), tuple(times), result)
 
 
 @dataclass(frozen=True)
@@ -178,19 +145,20 @@ def evict(paths: list[Path]) -> bool:
 
 
 def changed_parameters(kept: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-    """The parameters in which a kept run's configuration differs from its recipe's now (those the kept run's
-    version did not have yet, and `ignore`, are not compared): such a run is trained again."""
+    """The parameters in which a kept run's configuration differs from its recipe's now (`now`: the parameters with
+    an effect, `TrainConfig.effective`; those the kept run's version did not have yet, and `ignore`, are not
+    compared): such a run is trained again."""
     return sorted(key for key, value in kept.items() if key not in ignore and key in now and now[key] != value)
 
 
 def train_config(files: list[str], **overrides):
     """The training configuration of a recipe: params/train.yaml, then the profile `files` over it, then
     `overrides` (run from the project root)."""
-    from mnist_lib import params, training  # TensorFlow: only for the benchmarks that train
+    from mnist_lib import params, recipe  # TensorFlow: only for the benchmarks that train
 
     values, _ = params.load_files(["params/train.yaml"])
     profile, _ = params.load_files(files)  # each file on its own: load_files refuses a parameter set twice
-    return training.TrainConfig(**{**values, **profile, **overrides})
+    return recipe.TrainConfig(**{**values, **profile, **overrides})
 
 
 INKS = {"red": (220, 40, 40), "green": (30, 170, 60), "blue": (40, 70, 220), "orange": (240, 150, 20),

@@ -13,7 +13,7 @@ import bench_accuracy
 import bench_training
 from conftest import REPO, draw_digits, write_tiny_mnist
 from mnist_lib import split
-from mnist_lib.datasets import Dataset
+from mnist_lib.records import Dataset
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,8 @@ def _fetch(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import nbformat
-
     from mnist_lib import paths
-    from mnist_lib.notebooks import read_notebook, run
-    from mnist_lib.params import declared_parameters
+    from mnist_lib.notebooks import executed_line, run
 
     notebook = Path(args.notebook)
     # Without -o the executed notebook goes to the scratch folder, never to the pipeline's outputs/notebooks/.
@@ -33,10 +30,7 @@ def _run(args: argparse.Namespace) -> None:
     overrides = dict(args.parameter)
     run(notebook, output, args.parameter_file, overrides, html=not args.no_html, timeout=args.timeout,
         log_output=args.log_output)
-    injected = nbformat.read(output, as_version=4).metadata.get("papermill", {}).get("parameters", {})
-    declared = declared_parameters(read_notebook(notebook).cells)
-    out_dir = injected.get("out_dir", declared["out_dir"].default if "out_dir" in declared else None)
-    print(f"{notebook}: executed -> {output}" + (f"; its outputs -> {out_dir}" if out_dir else ""))
+    print(executed_line(notebook, output))
 
 
 def _report_settings(files: list[str]) -> dict:
@@ -66,14 +60,14 @@ def _report(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mnist_lib import paths, sweeps
+    from mnist_lib import executors, paths, sweep_summary, sweeps
     from mnist_lib.notebooks import run
 
     root = paths.project_root()
     sweep = sweeps.load(args.sweep_file, root)
     out_dir = paths.resolve(args.out or f"outputs/sweeps/{sweep.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = sweeps.pending(sweep, out_dir)
+    todo = executors.pending(sweep, out_dir)
     print(f"{sweep.name}: {len(sweep.runs)} run(s), {len(sweep.runs) - len(todo)} already done -> {out_dir}")
     failed: list[str] = []
     with tqdm(total=len(sweep.runs), initial=len(sweep.runs) - len(todo), unit="run", desc=sweep.name) as bar:
@@ -86,11 +80,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
         try:
             if args.executor == "dask":
-                sweeps.run_dask(sweep, out_dir, root, args.scheduler, report)
+                executors.run_dask(sweep, out_dir, root, args.scheduler, report)
             else:
-                sweeps.run_local(sweep, out_dir, root, args.jobs, report)
+                executors.run_local(sweep, out_dir, root, args.jobs, report)
         finally:
-            sweeps.summarize(sweep, out_dir)
+            sweep_summary.summarize(sweep, out_dir)
     print(f"summary -> {out_dir / 'summary.csv'}")
     if (out_dir / "by_configuration.csv").is_file():
         print(f"mean, sd and count over seeds -> {out_dir / 'by_configuration.csv'}")

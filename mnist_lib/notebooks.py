@@ -139,3 +139,11 @@ def run(
         to_html(executed, Path(output_path).with_suffix(".html"))
     return Path(output_path)
 
+
+def executed_line(notebook_path: str | Path, output_path: str | Path) -> str:
+    """The line `mnist run` ends with: the executed notebook, and the folder its outputs went to (the `out_dir` it
+    was given, else its declared default; left out for a notebook without one)."""
+    injected = nbformat.read(output_path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    declared = params.declared_parameters(read_notebook(notebook_path).cells)
+    out_dir = injected.get("out_dir", declared["out_dir"].default if "out_dir" in declared else None)
+    return f"{notebook_path}: executed -> {output_path}" + (f"; its outputs -> {out_dir}" if out_dir else "")

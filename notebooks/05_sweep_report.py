@@ -7,7 +7,7 @@
 # %%
 from IPython.display import HTML
 
-from mnist_lib import paths, plots, sweeps
+from mnist_lib import paths, plots, sweep_summary
 
 # %% tags=["parameters"]
 sweep_dir = "outputs/sweeps/example"  # the folder `mnist sweep` wrote (summary.csv, sweep.json, one folder per run)
@@ -19,8 +19,8 @@ top = 3  # how many of the best runs get their learning curves drawn
 # One row per run: status, wall time, swept parameters and every scalar result; click a column header to sort.
 
 # %%
-table, info = sweeps.read_summary(paths.resolve(sweep_dir))
-HTML(sweeps.sortable_html(table))
+table, info = sweep_summary.read_summary(paths.resolve(sweep_dir))
+HTML(sweep_summary.sortable_html(table))
 
 # %% [markdown]
 # ## Results by swept parameter
@@ -43,7 +43,7 @@ fig = plots.accuracy_by_train_size(table, metrics, info["swept"])
 # The runs ranked highest by the validation figure, overlaid: a curve still climbing asks for more epochs.
 
 # %%
-best = sweeps.histories(paths.resolve(sweep_dir), table, rank_by, top)
+best = sweep_summary.histories(paths.resolve(sweep_dir), table, rank_by, top)
 fig = plots.overlaid_curves(best)
 
 # %% [markdown]
@@ -51,7 +51,7 @@ fig = plots.overlaid_curves(best)
 # When seeds were swept, each other combination's mean and standard deviation tell signal from noise.
 
 # %%
-sweeps.seed_statistics(table, info["swept"], metrics)
+sweep_summary.seed_statistics(table, info["swept"], metrics)
 
 # %% [markdown]
 # ## Is the best configuration really better than the runner-up?
@@ -60,4 +60,4 @@ sweeps.seed_statistics(table, info["swept"], metrics)
 # p-value says the ranking may be luck.
 
 # %%
-sweeps.best_against_runner_up(paths.resolve(sweep_dir), table, info["swept"], rank_by)
+sweep_summary.best_against_runner_up(paths.resolve(sweep_dir), table, info["swept"], rank_by)

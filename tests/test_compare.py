@@ -88,7 +88,7 @@ def test_a_folder_without_predictions_says_what_to_give(tmp_path):
 
 
 def test_a_sweep_pairs_its_best_configuration_with_the_runner_up_seed_by_seed(tmp_path):
-    from mnist_lib import sweeps
+    from mnist_lib import sweep_summary
 
     import pandas as pd
 
@@ -103,10 +103,10 @@ def test_a_sweep_pairs_its_best_configuration_with_the_runner_up_seed_by_seed(tm
             write_evaluation(tmp_path / run_id / "evaluate", truth, predicted)
             rows.append({"run_id": run_id, "status": "done", "learning_rate": lr, "seed": seed, "train.val": val})
     rows.append({"run_id": "broken", "status": "failed", "learning_rate": 0.2, "seed": 3, "train.val": 0.99})
-    result = sweeps.best_against_runner_up(tmp_path, pd.DataFrame(rows), ["learning_rate", "seed"], "train.val")
+    result = sweep_summary.best_against_runner_up(tmp_path, pd.DataFrame(rows), ["learning_rate", "seed"], "train.val")
     assert result["best"].tolist() == ["lr-0.1_seed-1", "lr-0.1_seed-2"]
     assert result["runner_up"].tolist() == ["lr-0.3_seed-1", "lr-0.3_seed-2"]
     # seed 1: best wrong on {0, 1}, runner-up on {0, 2, 3}: right only in best {2, 3}, only in runner-up {1}
     assert result["right_only_in_best"].tolist() == [2, 1] and result["right_only_in_runner_up"].tolist() == [1, 1]
     assert result["best_test_accuracy"].tolist() == [0.9, 0.95] and result["mcnemar_p"].tolist() == [1.0, 1.0]
-    assert sweeps.best_against_runner_up(tmp_path, pd.DataFrame(rows[:2]), ["learning_rate", "seed"], "train.val").empty
+    assert sweep_summary.best_against_runner_up(tmp_path, pd.DataFrame(rows[:2]), ["learning_rate", "seed"], "train.val").empty

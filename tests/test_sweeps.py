@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO, draw_digits
-from mnist_lib import split, sweeps
+from mnist_lib import executors, notebooks, split, sweeps
 from mnist_lib.params import ParameterError
 from mnist_lib.records import DIGITS, Dataset
 
@@ -125,7 +125,7 @@ def test_run_ids_are_readable_stable_and_follow_every_value(tmp_path):
 
 def test_threads_per_run_share_the_cores():
     cores = os.cpu_count() or 1
-    assert sweeps.threads_per_run(1) == cores and sweeps.threads_per_run(cores * 4) == 1
+    assert executors.threads_per_run(1) == cores and executors.threads_per_run(cores * 4) == 1
 
 
 # --- real runs ------------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary
         assert (used["learning_rate"], used["seed"], used["epochs"]) == (row["learning_rate"], row["seed"], 1)
         assert (out / row["run_id"] / "notebooks" / "03_train.html").is_file()
         train = json.loads((out / row["run_id"] / "train" / "summary.json").read_text())
-        assert train["environment"]["thread_variables"]["TF_NUM_INTRAOP_THREADS"] == str(sweeps.threads_per_run(2))
+        assert train["environment"]["thread_variables"]["TF_NUM_INTRAOP_THREADS"] == str(executors.threads_per_run(2))
     failed = table[table["status"] == "failed"].iloc[0]
     assert "optimizer" in failed["error"] and "03_train" in failed["error"]
     sweep_info = json.loads((out / "sweep.json").read_text())
@@ -225,14 +225,17 @@ out_dir = "outputs/scratch/probe"  # where the run writes
 meeting = ""  # a folder where every run of the sweep signs in; "" for none
 runs = 1  # how many runs sign in there
 fail_flag = ""  # run 2 raises while this file exists; "" for never
+die_value = 0  # the run with this value kills the process that runs its notebook, as the OOM killer would; 0: none
 
 # %%
-import json, os, pathlib, time
+import json, os, pathlib, signal, time
 pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)
 names = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 pathlib.Path(out_dir, "summary.json").write_text(json.dumps({name: os.environ.get(name) for name in names}))
 if value == 2 and fail_flag and pathlib.Path(fail_flag).exists():
     raise RuntimeError("asked to fail")
+if value == die_value:
+    os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent: the process running this notebook for the sweep
 
 # %%
 # Wait (at most a minute) until every run has started: running side by side, all meet; run one at a time, the
@@ -313,8 +316,45 @@ def test_each_of_n_parallel_runs_gets_the_cores_divided_by_n(tmp_path, monkeypat
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     records = []
-    sweeps.run_local(sweep, tmp_path / "out", project, jobs=2, report=lambda run, record: records.append(record))
+    executors.run_local(sweep, tmp_path / "out", project, jobs=2, report=lambda run, record: records.append(record))
     assert [record["status"] for record in records] == ["done", "done"]
     for run in sweep.runs:  # 8 cores, 2 runs at a time: 4 threads each (and at most 2 between operations)
         seen = json.loads((tmp_path / "out" / run.run_id / "probe" / "summary.json").read_text())
         assert seen == {"OMP_NUM_THREADS": "4", "TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "2"}
+
+
+def test_a_step_returns_the_runners_own_error_and_its_process_writes_it_as_the_result(tmp_path):
+    project = probe_project(tmp_path / "project")
+    (tmp_path / "typo.yaml").write_text("valeu: 2\n")
+    notebook, output = str(project / "notebooks" / "probe.py"), str(tmp_path / "probe.ipynb")
+    with pytest.raises(ParameterError) as caught:  # what `mnist run` reports for this parameter file
+        notebooks.run(notebook, output, [tmp_path / "typo.yaml"])
+    assert "valeu" in str(caught.value)
+    assert executors.run_step(notebook, str(tmp_path / "typo.yaml"), output, {}) == str(caught.value)
+    request = {"notebook": notebook, "parameter_file": str(tmp_path / "typo.yaml"), "output": output, "overrides": {},
+               "result": str(tmp_path / "probe.result.json")}
+    assert executors.main([json.dumps(request)]) == 1
+    assert json.loads((tmp_path / "probe.result.json").read_text()) == {"status": "failed", "error": str(caught.value)}
+
+
+@pytest.mark.slow
+def test_a_failing_cell_and_a_killed_step_reach_status_and_summary_with_their_exact_cause(tmp_path):
+    project = probe_project(tmp_path / "project")
+    flag, out = tmp_path / "fail", tmp_path / "out"
+    flag.touch()
+    path = probe_sweep(project, fixed={"fail_flag": str(flag), "die_value": 3}, grid={"value": [2, 3]})
+    done = sweep_in(project, str(path), "--out", str(out))
+    assert done.returncode == 1 and "2 run(s) failed" in done.stderr, done.stderr[-3000:]
+    failing, killed = sweeps.load(path, project).runs
+    expected = {
+        failing.run_id: "notebooks/probe.py: cell 3 (execution count 3) raised RuntimeError: asked to fail\n"
+                        f"See the error banner in {out / failing.run_id / 'notebooks' / 'probe.ipynb'}",
+        killed.run_id: "notebooks/probe.py: its process was killed by SIGKILL without writing a result; see probe.log",
+    }
+    for run_id, error in expected.items():
+        assert json.loads((out / run_id / "status.json").read_text())["error"] == error
+        assert f"{run_id}: failed: {error}" in done.stdout  # the progress bar's report of a failure
+    table = pd.read_csv(out / "summary.csv")
+    assert dict(zip(table["run_id"], table["error"])) == expected and set(table["status"]) == {"failed"}
+    assert json.loads((out / failing.run_id / "probe.result.json").read_text())["error"] == expected[failing.run_id]
+    assert not (out / killed.run_id / "probe.result.json").exists()

@@ -1,6 +1,8 @@
 """Where and how TensorFlow runs: seeds and op determinism, precision policy, device strategy, threads, and the
-environment record (versions, devices, the CPU and its ISA flags) kept with a result. TensorFlow is imported by the
-functions that use it, so that a sweep's parent process, which only sets thread variables, starts without it."""
+environment record (versions, devices, the CPU and its ISA flags) kept with a result.
+
+TensorFlow is imported by the functions that use it, so that a sweep's parent process, which only sets thread
+variables, starts without it."""
 
 from __future__ import annotations
 

@@ -5,27 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mnist_lib import executors
+from mnist_lib import executors, reports
 from mnist_lib.params import ParameterError
 from mnist_lib.sweeps import Sweep
 
 SEED_METRICS = ("train.best_val_accuracy", "evaluate.test_accuracy")  # summarized over seeds in by_configuration.csv
 
 
-def _scalars(path: Path, prefix: str) -> Iterator[tuple[str, Any]]:
+def _key_figures(path: Path, prefix: str) -> dict[str, Any]:
+    """A stage's key figures (the report index's rule, `reports.key_figures`), named `prefix.figure`."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return
-    for key, value in data.items():
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            yield f"{prefix}.{key}", value
+        return {}
+    return {f"{prefix}.{key}": value for key, value in reports.key_figures(data).items()}
 
 
 def summarize(sweep: Sweep, out_dir: Path) -> pd.DataFrame:
@@ -40,8 +38,8 @@ def summarize(sweep: Sweep, out_dir: Path) -> pd.DataFrame:
         row = {"run_id": run.run_id, "status": record.get("status", "pending"), "seconds": record.get("seconds"),
                "error": record.get("error", ""), **used}
         for stage in sorted(p for p in folder.glob("*/") if p.name != "notebooks"):
-            for result in ("summary.json", "metrics.json"):
-                row.update(_scalars(stage / result, stage.name))
+            for result in reports.KEY_FILES:
+                row.update(_key_figures(stage / result, stage.name))
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "summary.csv", index=False)

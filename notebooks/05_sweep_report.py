@@ -7,7 +7,7 @@
 # %%
 from IPython.display import HTML
 
-from mnist_lib import paths, plots, sweep_summary
+from mnist_lib import paths, sweep_plots, sweep_summary
 
 # %% tags=["parameters"]
 sweep_dir = "outputs/sweeps/example"  # the folder `mnist sweep` wrote (summary.csv, sweep.json, one folder per run)
@@ -28,7 +28,7 @@ HTML(sweep_summary.sortable_html(table))
 
 # %%
 metrics = [rank_by, "evaluate.test_accuracy"]
-fig = plots.metric_vs_parameters(table, info["swept"], metrics)
+fig = sweep_plots.metric_vs_parameters(table, info["swept"], metrics)
 
 # %% [markdown]
 # ## Accuracy against training images
@@ -36,7 +36,7 @@ fig = plots.metric_vs_parameters(table, info["swept"], metrics)
 # spread over seeds on a log axis, so a curve still climbing says more images would pay.
 
 # %%
-fig = plots.accuracy_by_train_size(table, metrics, info["swept"])
+fig = sweep_plots.accuracy_by_train_size(table, metrics, info["swept"])
 
 # %% [markdown]
 # ## Learning curves of the best runs
@@ -44,7 +44,7 @@ fig = plots.accuracy_by_train_size(table, metrics, info["swept"])
 
 # %%
 best = sweep_summary.histories(paths.resolve(sweep_dir), table, rank_by, top)
-fig = plots.overlaid_curves(best)
+fig = sweep_plots.overlaid_curves(best)
 
 # %% [markdown]
 # ## Mean and spread over seeds

@@ -133,3 +133,13 @@ def test_config_class_defaults_are_the_parameter_file_values(config_class, param
     defaults = {field.name: field.default for field in dataclasses.fields(cls)}
     from_file = yaml.safe_load((REPO / "params" / params_file).read_text())
     assert defaults == from_file, f"{config_class}'s defaults must equal params/{params_file} (one default per parameter)"
+
+
+def test_the_readme_module_tour_states_each_modules_own_job():
+    import ast
+
+    tour = (REPO / "README.md").read_text().split("## The library, module by module", 1)[1].split("\n## ", 1)[0]
+    listed = dict(re.findall(r"^\| `(\w+)` \| (.+) \|$", tour, flags=re.M))
+    jobs = {path.stem: ast.get_docstring(ast.parse(path.read_text())).split("\n\n")[0].replace("\n", " ")
+            for path in sorted((REPO / "mnist_lib").glob("*.py")) if path.stem != "__init__"}
+    assert listed == jobs, "README's module tour must list every mnist_lib module with its docstring's first paragraph"

@@ -125,14 +125,14 @@ def test_a_run_made_to_fail_warns_in_the_notebook_and_records_it_in_the_summary(
 
 
 def test_the_learning_curve_over_data_draws_each_groups_mean_and_sd_per_training_size():
-    from mnist_lib import plots
+    from mnist_lib import sweep_plots
 
     table = pd.DataFrame({
         "status": ["done"] * 6 + ["failed"], "model": ["a", "a", "a", "a", "b", "b", "a"],
         "seed": [1, 2, 1, 2, 1, 2, 3], "train_size": [100, 100, 0.5, 0.5, 100, 100, 100],
-        plots.SIZE_COLUMN: [100, 100, 400, 400, 100, 100, 100], "test": [0.5, 0.7, 0.8, 0.9, 0.2, 0.4, 0.0],
+        sweep_plots.SIZE_COLUMN: [100, 100, 400, 400, 100, 100, 100], "test": [0.5, 0.7, 0.8, 0.9, 0.2, 0.4, 0.0],
     })
-    fig = plots.accuracy_by_train_size(table, ["test"], ["model", "train_size", "seed"])
+    fig = sweep_plots.accuracy_by_train_size(table, ["test"], ["model", "train_size", "seed"])
     ax = fig.axes[0]
     drawn = {container.get_label(): container for container in ax.containers}  # one errorbar per line
     assert sorted(drawn) == ["model=a: test", "model=b: test"] and ax.get_xscale() == "log"
@@ -141,7 +141,7 @@ def test_the_learning_curve_over_data_draws_each_groups_mean_and_sd_per_training
     np.testing.assert_allclose(drawn["model=b: test"].lines[0].get_xydata(), [[100, 0.3]])
     sd = np.std([0.5, 0.7], ddof=1)  # mean +- sd over seeds, ddof 1
     np.testing.assert_allclose(sorted(bars.get_segments()[0][:, 1]), [0.6 - sd, 0.6 + sd])
-    no_sizes = plots.accuracy_by_train_size(table.assign(**{plots.SIZE_COLUMN: 100}), ["test"], ["seed"])
+    no_sizes = sweep_plots.accuracy_by_train_size(table.assign(**{sweep_plots.SIZE_COLUMN: 100}), ["test"], ["seed"])
     assert "did not vary the training images" in no_sizes.axes[0].texts[0].get_text()
 
 

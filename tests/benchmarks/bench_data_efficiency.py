@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import datasets, evaluation, plots, runtime, split, training  # noqa: E402
+from mnist_lib import datasets, evaluation, runtime, split, sweep_plots, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 
 RECIPES = {  # name -> profiles over params/train.yaml
@@ -171,11 +171,11 @@ def chart(means: dict[str, dict[str, float]], sizes: list[str]) -> list[str]:
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    """The sweep report's learning curve (`plots.accuracy_by_train_size`) of the MNIST runs, one line per recipe."""
-    table = pd.DataFrame([{"recipe": run["recipe"], plots.SIZE_COLUMN: run["train_images"], "seed": run["seed"],
+    """The sweep report's learning curve (`sweep_plots.accuracy_by_train_size`) of the MNIST runs, one line per recipe."""
+    table = pd.DataFrame([{"recipe": run["recipe"], sweep_plots.SIZE_COLUMN: run["train_images"], "seed": run["seed"],
                            "test_accuracy": run["test_accuracy"]} for run in runs if run["data"] != FOLDER])
     if not table.empty:
-        plots.accuracy_by_train_size(table, ["test_accuracy"], ["recipe", "seed"]).savefig(path, dpi=100)
+        sweep_plots.accuracy_by_train_size(table, ["test_accuracy"], ["recipe", "seed"]).savefig(path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:

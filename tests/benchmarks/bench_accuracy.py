@@ -5,7 +5,7 @@ reference settings, the default (params/train.yaml) and the best ensemble profil
 
 Each (recipe, seed) run trains on outputs/split's train split, watches its val split (early stopping and
 best-weights restore only ever look at validation), then measures the test split once. Finished runs are kept in
-outputs/bench/accuracy_runs/ and skipped when the script runs again (--force reruns them), so a long benchmark can
+tests/benchmarks/runs/accuracy/ (committed with the code) and skipped when the script runs again (--force reruns them), so a long benchmark can
 be stopped and continued; a kept run whose parameters differ from its recipe's current ones is trained again, and
 left out of the table until it is. The section table (mean +- sd over the seeds) goes to outputs/bench/accuracy.json.
 """
@@ -151,7 +151,7 @@ def section(runs: list[dict]) -> dict:
             "Recipes are params/train.yaml (the default) with a profile from params/profiles/ over it; "
             "reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did.",
             "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine, with "
-            "whatever else ran beside it (each run's load average is in its file in outputs/bench/accuracy_runs/); "
+            "whatever else ran beside it (each run's load average is in its file in tests/benchmarks/runs/accuracy/); "
             "the default's training time on a quiet machine is the time-to-accuracy section's whole-run figure.",
             *tta_notes,
         ],
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--split-dir", type=Path, default=Path("outputs/split"))
     parser.add_argument("--out-dir", type=Path, help="where the section's JSON goes (default: outputs/bench)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("outputs/bench/accuracy_runs"))
+    parser.add_argument("--runs-dir", type=Path, default=benchlib.RUNS_DIR / "accuracy",
+                        help="finished runs' records (committed: a later session resumes from them)")
     parser.add_argument("--force", action="store_true", help="rerun finished (recipe, seed) runs")
     parser.add_argument("--table-only", action="store_true", help="train nothing: write the table of the finished runs")
     args = parser.parse_args(argv)

@@ -8,8 +8,10 @@ from MNIST digits (15 classes of 150 pictures of varied sizes, PNG/RGBA/JPG, rea
 Each (recipe, data, seed) run splits with the split stage's code (`split.make_splits`, seed = the run's seed, so
 the subset, the validation split and the weights all vary with it; validation is the split stage's 10% and the test
 split is MNIST's 10,000, whatever the training size), trains with early stopping and best-weights restore on
-validation only, then measures the test split once. Finished runs are kept in outputs/bench/data_efficiency_runs/
-and skipped when the script runs again; a kept run whose recipe parameters changed since is trained again.
+validation only, then measures the test split once. Each finished run's record (a few KB of JSON) is kept in
+tests/benchmarks/runs/data_efficiency/, committed with the code, and skipped when the script runs again, in this or a
+later session on a fresh machine; a kept run whose recipe parameters (those with an effect) changed since is trained
+again. The image folder is written once to outputs/bench/ (not committed).
 The section goes to outputs/bench/data_efficiency.json, its plot to outputs/bench/data_efficiency.png.
 """
 
@@ -186,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-folder", action="store_true", help="skip the many-class image folder")
     parser.add_argument("--raw-dir", type=Path, default=Path("outputs/data/raw"), help="the four MNIST IDX files")
     parser.add_argument("--out-dir", type=Path, default=benchlib.OUT_DIR, help="where the section's JSON and plot go")
-    parser.add_argument("--runs-dir", type=Path, default=benchlib.OUT_DIR / "data_efficiency_runs")
+    parser.add_argument("--runs-dir", type=Path, default=benchlib.RUNS_DIR / "data_efficiency",
+                        help="finished runs' records (committed: a later session resumes from them)")
     parser.add_argument("--table-only", action="store_true", help="train nothing: write the table of the finished runs")
     args = parser.parse_args(argv)
     for size in args.sizes:
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 if stale:
                     print(f"{recipe} {data} seed {seed}: the recipe changed since {path} ({', '.join(stale)}); training it again")
                 if parts is None:
-                    parts = (folder_splits(args.raw_dir, args.runs_dir / FOLDER, seed) if data == FOLDER
+                    parts = (folder_splits(args.raw_dir, args.out_dir / FOLDER, seed) if data == FOLDER
                              else mnist_splits(args.raw_dir, data, seed))
                 result = {"data": data, **run_once(recipe, parts, seed)}
                 path.write_text(json.dumps(result, indent=2) + "\n")

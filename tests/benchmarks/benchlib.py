@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "outputs" / "bench"
+RUNS_DIR = Path(__file__).resolve().parent / "runs"  # long sections' finished runs, one small JSON each, committed
 REQUIRED = ("section", "title", "order", "command", "columns", "rows", "notes", "targets")
 
 

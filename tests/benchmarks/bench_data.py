@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 import benchlib
-from mnist_lib import checksums, datasets, fetch, idx, tabular, timing
+from mnist_lib import checksums, datasets, fetch, idx, sources, tabular, timing
 
 SECTION = {"section": "data", "title": "Data loading", "order": 10}
 CSV_TARGET_S = 2.0  # a 42,000-row Kaggle CSV loads in under this
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     images_total = sum(len(idx.read_idx(path, 1)) for path in files[1::2])
     r = [
         compare(f"fetch 4 raw files ({sum(p.stat().st_size for p in files) / 1e6:.0f} MB) from a local folder",
-                lambda: fetch.fetch(fetched, [fetch.LocalFolder(args.raw_dir)], checksums),
+                lambda: fetch.fetch(fetched, [sources.LocalFolder(args.raw_dir)], checksums),
                 lambda: [shutil.copy(path, copied / path.name) for path in files],
                 args.repeats, args.repeats, files, setup=empty_scratch),
         compare(f"parse IDX images + labels, {images_total:,} images",

@@ -30,8 +30,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 pipeline: setup
 	dvc repro
 
+# Test files run in parallel worker processes (pytest-xdist), each file's tests on one worker, in file order.
+# PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 test: setup browser
-	pytest
+	pytest $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadfile)
 
 # The report test opens the HTML in headless Chromium. Install it from the OS packages when we can (root and
 # apt-get); otherwise say so and go on: that test then skips and names the reason.
@@ -55,7 +58,7 @@ bench: setup
 
 # The whole test suite's wall time (as `make test` runs it) -> outputs/bench/test_suite.json, then BENCHMARKS.md.
 bench-suite: setup browser
-	python tests/benchmarks/bench_suite.py
+	python tests/benchmarks/bench_suite.py --workers 0,$(PYTEST_WORKERS)
 	python tests/benchmarks/report.py
 
 lab: setup

@@ -70,11 +70,15 @@ def test_pipeline_section_times_a_stage_through_dvc_and_in_one_process(tmp_path)
         "no-op `dvc repro`", "kernel start + imports", "pipeline overhead", "pipeline overhead"]
 
 
-def test_suite_section_times_pytest(tmp_path):
-    assert bench_suite.main(["--out", str(tmp_path), "tests/test_paths.py"]) == 0
+def test_suite_section_times_pytest_in_one_process_and_in_xdist_workers(tmp_path):
+    assert bench_suite.main(["--out", str(tmp_path), "--workers", "0,2", "tests/test_paths.py"]) == 0
     section = json.loads((tmp_path / "test_suite.json").read_text())
     check_schema(section, "suite")
-    assert section["rows"][0][2:5] == [3, 0, 0] and section["seconds"] > 0
+    serial, parallel = section["rows"]  # tests/test_paths.py holds 3 tests: both runs pass all of them
+    assert serial[0].startswith("pytest -p no:xdist") and parallel[0].startswith("pytest -n 2 --dist loadfile")
+    assert serial[2:5] == parallel[2:5] == [3, 0, 0]
+    assert section["seconds"] == pytest.approx(serial[1] + parallel[1], abs=0.2)
+    assert f"2 workers: {serial[1] / parallel[1]:.2f}x" in section["notes"][1] and section["targets"] == []
 
 
 def test_report_renders_every_section_the_targets_and_what_is_not_measured(data_run, tmp_path):

@@ -36,9 +36,11 @@ def total_ram_gib() -> float | None:
 
 
 def environment() -> dict:
-    """mnist_lib.runtime.environment() (versions, threads, devices) plus the CPU model, the total RAM and the load
-    average when the section was written (other work on the machine slows every figure)."""
-    return {**runtime.environment(), "cpu_model": runtime.cpu()["model"], "ram_gib": total_ram_gib(), "platform": platform.platform(),
+    """mnist_lib.runtime.environment() (versions, threads, devices, the CPU) plus the CPU model on its own (the key
+    report.py reads), the total RAM and the load average when the section was written (other work on the machine
+    slows every figure)."""
+    settings = runtime.environment()
+    return {**settings, "cpu_model": settings["cpu"]["model"], "ram_gib": total_ram_gib(), "platform": platform.platform(),
             "load_average": [round(value, 2) for value in os.getloadavg()]}  # other work on the machine (1, 5, 15 min)
 
 

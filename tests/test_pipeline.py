@@ -296,16 +296,19 @@ def test_a_second_concurrent_repro_is_refused_and_the_first_finishes_cleanly(rep
 def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
     sh(["git", "add", "-A"], repo)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "baseline"], repo)
-    sh(["dvc", "exp", "run", "--queue", "-n", "faster", "-S", "params/train.yaml:learning_rate=0.006"], repo)
+    # An evaluate parameter, so the experiment reruns evaluate and report only (no training: the suite stays short).
+    sh(["dvc", "exp", "run", "--queue", "-n", "smaller", "-S", "params/evaluate.yaml:gallery_size=16"], repo)
     sh(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600
-    while not re.search(r"faster\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
+    while not re.search(r"smaller\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
         assert time.monotonic() < deadline, status
         time.sleep(2)
-    assert re.search(r"faster\s.*Success", status), sh(["dvc", "queue", "logs", "faster"], repo, check=False).stdout[-3000:]
+    assert re.search(r"smaller\s.*Success", status), sh(["dvc", "queue", "logs", "smaller"], repo, check=False).stdout[-3000:]
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], repo).stdout))}
-    assert rows["faster"]["learning_rate"] == "0.006" and 0.0 <= float(rows["faster"]["test_accuracy"]) <= 1.0
-    assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["learning_rate"] == TRAIN_DEFAULTS["learning_rate"]  # workspace untouched
+    assert rows["smaller"]["gallery_size"] == "16" and 0.0 <= float(rows["smaller"]["test_accuracy"]) <= 1.0
+    workspace = json.loads((repo / "outputs" / "evaluate" / "metrics.json").read_text())
+    assert float(rows["smaller"]["test_accuracy"]) == pytest.approx(workspace["test_accuracy"])  # same model, again
+    assert yaml.safe_load((repo / "params" / "evaluate.yaml").read_text())["gallery_size"] == 32  # workspace untouched
 
 
 def test_a_bad_csv_row_stops_the_split_stage_naming_file_and_row_and_keeps_every_earlier_output(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import draw_digits
-from mnist_lib import modelfile, models, predict
+from mnist_lib import cli, modelfile, models, predict
 from mnist_lib.checksums import sha256_file
 
 SHAPE = (28, 28, 1)
@@ -203,7 +203,16 @@ def test_cli_names_classes_of_an_rgb_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_refuses_a_model_that_would_run_code_and_a_missing_model(tmp_path):
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """`mnist ARGS` run in this process (the same `cli.main` the command calls): exit code, stdout, stderr.
+    Used for refusals, which happen before any prediction; each test keeps one real `mnist` process."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_refuses_a_model_that_would_run_code_and_a_missing_model(tmp_path, capsys):
     inputs = keras.Input(SHAPE)
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2)(inputs)))
     modelfile.save_model(keras.Model(inputs, outputs), tmp_path / "lambda.keras")
@@ -211,18 +220,18 @@ def test_cli_refuses_a_model_that_would_run_code_and_a_missing_model(tmp_path):
     done = mnist("predict", str(tmp_path / "lambda.keras"), str(tmp_path / "x.png"))
     assert done.returncode == 1 and done.stdout == ""
     assert "Lambda" in done.stderr and "refused to load it in safe mode" in done.stderr
-    missing = mnist("predict", str(tmp_path / "nothing.keras"), str(tmp_path / "x.png"))
-    assert missing.returncode == 1 and "nothing.keras does not exist" in missing.stderr
+    code, out, err = in_process(capsys, "predict", str(tmp_path / "nothing.keras"), str(tmp_path / "x.png"))
+    assert code == 1 and out == "" and "nothing.keras does not exist" in err
 
 
 @pytest.mark.slow
-def test_cli_takes_a_model_without_a_record_only_with_its_hash_given(digit_model, tmp_path):
+def test_cli_takes_a_model_without_a_record_only_with_its_hash_given(digit_model, tmp_path, capsys):
     bare = tmp_path / "bare.keras"
     bare.write_bytes(digit_model.read_bytes())  # no .sha256 beside it
     Image.new("L", (28, 28)).save(tmp_path / "x.png")
-    refused = mnist("predict", str(bare), str(tmp_path / "x.png"))
-    assert refused.returncode == 1 and "no recorded SHA-256" in refused.stderr
-    wrong = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", "0" * 64)
-    assert wrong.returncode == 1 and "SHA-256" in wrong.stderr
+    code, _, err = in_process(capsys, "predict", str(bare), str(tmp_path / "x.png"))
+    assert code == 1 and "no recorded SHA-256" in err
+    code, _, err = in_process(capsys, "predict", str(bare), str(tmp_path / "x.png"), "--sha256", "0" * 64)
+    assert code == 1 and f"differs from the {'0' * 64} given" in err
     given = mnist("predict", str(bare), str(tmp_path / "x.png"), "--sha256", sha256_file(bare))
     assert given.returncode == 0 and given.stdout.startswith(str(tmp_path / "x.png")), given.stderr[-2000:]

@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Quieter TensorFlow start-up logs in every command run from here.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup pipeline test browser bench bench-suite lab freeze clean
+.PHONY: setup pipeline test browser bench bench-suite mutate lab freeze clean
 
 setup: $(VENV)/.installed
 
@@ -60,6 +60,13 @@ bench: setup
 bench-suite: setup browser
 	python tests/benchmarks/bench_suite.py --workers 0,$(PYTEST_WORKERS)
 	python tests/benchmarks/report.py
+
+# Mutation testing (mutmut) of the modules that decide what runs and what is kept, each module's mutants against
+# its own fast tests; results kept in outputs/mutate/ (a rerun tests only what changed), then MUTATION.md.
+# Not part of `make test`. One or a few: `make mutate MUTATE_MODULES="params split"`.
+MUTATE_MODULES ?=
+mutate: setup
+	python tests/mutation/mutate.py $(if $(MUTATE_MODULES),--modules $(MUTATE_MODULES))
 
 lab: setup
 	jupyter lab notebooks/

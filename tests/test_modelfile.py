@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from mnist_lib import evaluation, models
+from mnist_lib import evaluation, modelfile, models
 from mnist_lib.checksums import sha256_file
 from mnist_lib.modelfile import ModelFileError, load_model, recorded_sha256, save_model, sidecar_path
 
@@ -119,6 +119,31 @@ def test_a_lambda_layer_is_refused_even_with_the_right_hash(tmp_path):
     message = str(caught.value)
     assert str(path) in message and "Lambda" in message and "safe mode" in message
     assert "safe_mode=" not in message and "enable_unsafe" not in message  # Keras' advice to load unsafely is cut
+    assert re.fullmatch(re.escape(f"{path}: Keras refused to load it in safe mode (ValueError: ") + r"[^\n]{1,300}"
+                        + re.escape("). Models of this repo hold no code (no Lambda layers, only Keras objects): rebuild "
+                                    "the model from mnist_lib.models and retrain (`dvc repro train`); never load it with "
+                                    "unsafe deserialization"), message), message
+
+
+def test_the_reason_is_the_first_sentence_of_the_nested_error_cut_at_300_characters():
+    assert modelfile._reason(ValueError("Outer. Exception encountered: Inner part. Then advice to load unsafely\nmore")) == "Inner part"
+    assert modelfile._reason(ValueError("Just this. And that")) == "Just this"
+    assert modelfile._reason(ValueError("x" * 400)) == "x" * 300
+    assert modelfile._reason(ValueError("")) == "no message"
+
+
+def test_the_refusal_messages_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError) as caught:
+        save_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), tmp_path / "model.h5")
+    assert str(caught.value) == f"{tmp_path / 'model.h5'}: a model file must end in .keras"
+    (tmp_path / "m.keras").write_bytes(b"x")
+    with pytest.raises(ModelFileError) as caught:
+        recorded_sha256(tmp_path / "m.keras")
+    assert str(caught.value) == (
+        f"{tmp_path / 'm.keras'}: no recorded SHA-256 (m.keras.sha256 is missing), so the file cannot be checked and is "
+        "refused. Models written by the train stage carry one: retrain it (`dvc repro train`) or restore the tracked one "
+        "(`dvc checkout outputs/train`). If you know where this file came from, pass its hash explicitly: "
+        "modelfile.load_model(path, expected_sha256=...)")
 
 
 def test_a_layer_that_loads_a_savedmodel_from_outside_the_file_is_refused_and_its_graph_never_runs(tmp_path):

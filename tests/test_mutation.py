@@ -25,5 +25,5 @@ def test_score_counts_timeouts_as_killed_and_untested_as_not_and_leaves_out_only
     # equivalent: m4; score 4 / (8 - 1) = 57%
     assert row.split(" | ")[2:] == ["8", "4", "1", "2", "1", "57%", "**missed** |"]
     assert "- `mnist_lib.params.x_f__mutmut_4` equivalent: same value" in page
-    assert "- `mnist_lib.params.x_f__mutmut_3` survived" in page and "- `mnist_lib.params.x_f__mutmut_5` no tests" in page
+    assert "- `mnist_lib.params.x_f__mutmut_3` survived" in page and "Not tested (2): `x_f__mutmut_5`, `x_f__mutmut_7`" in page
     assert "| split | tests/test_split.py | not run |" in page

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+
 import numpy as np
 import pytest
 
@@ -139,3 +143,86 @@ def test_data_without_a_test_set_gives_test_fraction_of_each_class_to_test_then_
     assert len(parts["train"]) == 1000 - 200 - 80
     held = [origins(parts[name]) for name in ("train", "val", "test")]
     assert sum(map(len, held)) == 1000 and set().union(*held) == set(range(1000))  # disjoint, every image once
+
+
+def test_data_with_its_own_test_set_keeps_it_whole_and_ignores_test_fraction(labels):
+    given = indexed_data(labels[:50])
+    parts = split.make_splits({"train": indexed_data(labels), "test": given}, 0.1, test_fraction=5.0, seed=1)
+    assert parts["test"] is given  # not drawn from train, and the (invalid) test_fraction is never looked at
+    assert len(parts["train"]) + len(parts["val"]) == 1000
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
+def test_a_test_fraction_outside_the_open_unit_interval_is_refused_when_it_is_used(labels, fraction):
+    with pytest.raises(ValueError) as caught:
+        split.make_splits({"train": indexed_data(labels)}, 0.1, test_fraction=fraction, seed=1)
+    assert str(caught.value) == f"test_fraction must be between 0 and 1 (exclusive), got {fraction}"
+
+
+def test_each_draw_has_a_seed_of_its_own_so_one_fraction_does_not_move_another_draw(labels):
+    # The seeds are part of what makes a published split reproducible: test uses seed + 1, validation seed,
+    # the training subset seed + 2 (changing any of them changes every split made with this code).
+    data = indexed_data(labels)
+    parts = split.make_splits({"train": data}, 0.1, 0.2, seed=4, train_size=300)
+    rest, held_out = split.stratified_split(labels, 0.2, 5)
+    assert origins(parts["test"]) == set(held_out.tolist())
+    train, val = split.stratified_split(labels[rest], 0.1, 4)
+    assert origins(parts["val"]) == set(rest[val].tolist())
+    kept = split.stratified_subset(labels[rest][train], 300, 6)
+    assert origins(parts["train"]) == set(rest[train][kept].tolist())
+
+
+def test_train_size_bounds_one_is_all_and_a_fraction_keeps_at_least_one(labels):
+    assert split.subset_count(1, 900) == 900 and split.subset_count(2, 900) == 2  # 1 is the whole, 2 is two images
+    assert split.subset_count(0.0001, 900) == 1
+    assert split.stratified_subset(labels, len(labels), seed=0).tolist() == list(range(len(labels)))
+    with pytest.raises(ValueError, match="must be a fraction in"):
+        split.check_train_size(math.inf)
+    with pytest.raises(ValueError, match="neither a fraction"):
+        split.check_train_size(1.5)
+
+
+def test_a_subset_that_drops_a_class_names_the_first_class_missing_and_the_count_to_keep():
+    labels = np.array([0] * 50 + [1] * 2 + [2] * 2)  # class 0 takes nearly every slot of a small subset
+    message = None
+    for seed in range(50):
+        try:
+            split.stratified_subset(labels, 2, seed=seed)
+        except ValueError as err:
+            message = str(err)
+            break
+    # with 2 of 54 images kept, a seed that keeps two of class 0 drops classes 1 and 2: the first one is named
+    assert message is not None and re.fullmatch(r"train_size 2 leaves class 1 without a training image; keep at least \d+ images", message)
+
+
+def test_an_index_in_no_part_is_named():
+    with pytest.raises(ValueError) as caught:
+        split.check_disjoint({"train": np.array([0, 2]), "val": np.array([3])}, 5)
+    assert str(caught.value) == "index 1 is in none of train, val"
+
+
+def test_split_files_never_load_pickled_objects(tmp_path):
+    np.savez(tmp_path / "train.npz", images=np.zeros((1, 2, 2, 1), np.uint8), labels=np.array([object()], dtype=object),
+             class_names=np.array(["a"]))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        split.load_split(tmp_path, "train")
+
+
+def test_the_summary_and_the_class_table_count_what_was_written(tmp_path):
+    images = np.zeros((5, 3, 4, 1), np.uint8)
+    parts = {"train": Dataset(images[:3], np.array([0, 2, 2]), ("a", "b", "c")),
+             "val": Dataset(images[3:4], np.array([1]), ("a", "b", "c")),
+             "test": Dataset(images[4:], None, ("a", "b", "c"))}
+    summary = split.write_splits(tmp_path, parts, {"seed": 3})
+    assert summary == {"seed": 3, "train_images": 3, "val_images": 1, "test_images": 1, "test_labeled": False,
+                       "image_shape": "3x4x1", "classes": 3, "class_names": ["a", "b", "c"]}
+    assert (tmp_path / "summary.json").read_text() == json.dumps(summary, indent=2) + "\n"  # the bytes DVC tracks
+    table = split.class_counts(parts)
+    assert table.index.name == "class" and list(table.index) == ["a", "b", "c"] and list(table.columns) == ["train", "val"]
+    assert table["train"].tolist() == [1, 0, 2] and table["val"].tolist() == [0, 1, 0]
+
+
+def test_a_subset_of_unlabeled_images_stays_unlabeled():
+    data = Dataset(np.zeros((3, 2, 2, 1), np.uint8), None, ("a", "b"))
+    picked = split.subset(data, np.array([2, 0]))
+    assert picked.labels is None and len(picked) == 2

@@ -176,9 +176,18 @@ def main(argv: list[str]) -> int:
     arguments plus `result`, the file that gets {"status": "done" | "failed", "error": ...}."""
     request = json.loads(argv[0])
     result = Path(request.pop("result"))
+    interrupted = []
+
+    def on_sigint(signum, frame):  # Ctrl-C reaches this process and its kernel at once: the kernel's cell may
+        interrupted.append(signum)  # fail first, and that failure must not be recorded as the run's own
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         error = run_step(**request)
     except KeyboardInterrupt:
+        interrupted.append(signal.SIGINT)
+    if interrupted:
         print("interrupted", file=sys.stderr)
         return 130  # no result file: the sweep records an interrupted run, retried next time
     result.write_text(json.dumps({"status": "failed" if error else "done", "error": error}, indent=2) + "\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from filelock import FileLock
 import nbformat
 import pytest
 import yaml
@@ -98,6 +99,23 @@ def lock_on_stand_ins(repo: Path) -> Path:
     sh(["dvc", "commit", "--force", "eda", "train", "evaluate", "report"], repo)
     assert stale(repo) == set()
     return repo
+
+
+def locked_project(tmp_path_factory, target: Path) -> Path:
+    """A copy at `target` of one project locked on stand-ins (`copy_project`, then `lock_on_stand_ins`), built once
+    per test session: pytest-xdist workers share it under a file lock, as the pytest-xdist docs show."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    template, built = root / "locked_project", root / "locked_project.built"
+    with FileLock(str(root / "locked_project.lock")):
+        if not built.exists():
+            shutil.rmtree(template, ignore_errors=True)
+            template.mkdir()
+            lock_on_stand_ins(copy_project(template))
+            built.touch()
+    shutil.copytree(template, target, symlinks=True)
+    assert stale(target) == set()
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +243,8 @@ def test_each_kind_of_change_makes_exactly_its_own_stages_stale(repo):
 
 
 def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
-    set_params(repo, "train", epochs=6, batch_size=8)
+    epochs = 4
+    set_params(repo, "train", epochs=epochs, batch_size=16)
     state, out = resume.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
     first = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=environment(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -238,16 +257,16 @@ def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
     assert first.returncode != 0 and "kernel died" in stderr
     with np.load(state) as saved:
         done = json.loads(str(saved["meta"]))["epochs_done"]
-    assert 1 <= done < 6, "the kill came after the last epoch: nothing left to resume"
+    assert 1 <= done < epochs, "the kill came after the last epoch: nothing left to resume"
     rows_at_kill = (out / "history.csv").read_text().splitlines()
     assert len(rows_at_kill) == 1 + done
 
     resumed = sh(["dvc", "repro", "train"], repo)
     assert ran(resumed.stdout) == ["train"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["resumed_from_epoch"] == done and summary["epochs_run"] == 6
+    assert summary["resumed_from_epoch"] == done and summary["epochs_run"] == epochs
     history = (out / "history.csv").read_text().splitlines()
-    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(6))  # every epoch once, none rerun
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(epochs))  # every epoch once, none rerun
     assert history[: 1 + done] == rows_at_kill  # the epochs before the kill were not trained again
     assert not state.exists() and sorted(p.name for p in out.iterdir()) == [
         "curves.png", "history.csv", "model.keras", "model.keras.sha256", "summary.json"]

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from test_pipeline import copy_project, lock_on_stand_ins, ran, sh, stale
+from test_pipeline import locked_project, ran, sh, stale
 
 pytestmark = pytest.mark.slow
 GIT_USER = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -58,24 +58,24 @@ def s3_server(tmp_path, monkeypatch):
     server.wait(timeout=30)
 
 
-def test_push_to_a_local_remote_then_pull_into_a_second_clone_gives_a_clean_up_to_date_pipeline(tmp_path):
+def test_push_to_a_local_remote_then_pull_into_a_second_clone_gives_a_clean_up_to_date_pipeline(tmp_path, tmp_path_factory):
     remote = tmp_path / "remote"  # README: `dvc remote add -d shared /path/to/a/shared/folder`
-    push_then_pull(tmp_path, [["dvc", "remote", "add", "-d", "shared", str(remote)]])
+    push_then_pull(tmp_path, tmp_path_factory, [["dvc", "remote", "add", "-d", "shared", str(remote)]])
     assert any(path.is_file() for path in remote.rglob("*"))
 
 
-def test_push_to_s3_then_pull_into_a_second_clone_gives_a_clean_up_to_date_pipeline(tmp_path, s3_server):
+def test_push_to_s3_then_pull_into_a_second_clone_gives_a_clean_up_to_date_pipeline(tmp_path, tmp_path_factory, s3_server):
     endpoint, client = s3_server  # README: `dvc remote add -d shared s3://BUCKET/PATH`, `endpointurl` for non-AWS
-    push_then_pull(tmp_path, [["dvc", "remote", "add", "-d", "shared", "s3://results/mnist"],
+    push_then_pull(tmp_path, tmp_path_factory, [["dvc", "remote", "add", "-d", "shared", "s3://results/mnist"],
                               ["dvc", "remote", "modify", "shared", "endpointurl", endpoint]])
     stored = client.list_objects_v2(Bucket="results", Prefix="mnist/")
     assert stored["KeyCount"] > 0  # the pushed files are really in the bucket
 
 
-def push_then_pull(tmp_path, add_remote: list[list[str]]) -> None:
+def push_then_pull(tmp_path, tmp_path_factory, add_remote: list[list[str]]) -> None:
     """A pipeline locked in one clone (the split stage really run), pushed with the remote `add_remote` sets up,
     pulled into a fresh git clone: the same files, `dvc status` clean, `dvc repro` runs nothing."""
-    first = lock_on_stand_ins(copy_project(tmp_path / "first"))
+    first = locked_project(tmp_path_factory, tmp_path / "first")
 
     for command in add_remote:
         sh(command, first)

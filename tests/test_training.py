@@ -84,8 +84,8 @@ CONFIG = {**GOOD, "model": "baseline", "epochs": 6, "batch_size": 16, "lr_schedu
 
 
 # the default model, whose batch-norm statistics are recomputed before every validation, on a short run of small data
-CNN_STRONG = {**CONFIG, "model": "cnn_strong", "epochs": 4}
-CNN_STRONG_IMAGES = 320
+CNN_STRONG = {**CONFIG, "model": "cnn_strong", "epochs": 3}
+CNN_STRONG_IMAGES = 160
 
 
 def training_command(out_dir: Path, config: dict, train_images: int = 1400) -> list[str]:

@@ -43,7 +43,7 @@ class TrainConfig:
     patience: int = 0
     restore_best_weights: bool = True
     ensemble_size: int = 1
-    tta: bool = False
+    tta: bool = True
     hidden_activation: str = "relu"
     precision: str = "float32"
     temperature_scaling: bool = True

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import evaluation, models, runtime, split, training  # noqa: E402
+from mnist_lib import runtime, split, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 from mnist_lib.records import Dataset  # noqa: E402
 
@@ -66,42 +66,22 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
     final_val = float(np.mean([rows["val_accuracy"].iloc[-1] for _, rows in members]))
     result = {
         "recipe": recipe, "seed": seed, "config": config.__dict__, "parameters": model.count_params(),
-        "test_accuracy": accuracy(model, test), "final_val_accuracy": final_val,
+        "test_accuracy": benchlib.accuracy(model, test), "final_val_accuracy": final_val,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall,
         "images_per_second": history.attrs["images_seen"] / history.attrs["fit_seconds"],
         "epochs": config.epochs, "environment": runtime.environment(), "load_average": os.getloadavg(),
     }
-    if not config.tta and config.ensemble_size == 1:  # what test-time augmentation would add, judged on val
-        shifted = models.combine([model], train.image_shape, tta=True)
-        result["with_tta"] = {"val_accuracy": accuracy(shifted, val), "test_accuracy": accuracy(shifted, test),
-                              "val_accuracy_without": accuracy(model, val)}
+    if config.ensemble_size == 1 and not config.tta:  # what test-time augmentation would add, judged on val
+        result["with_tta"] = benchlib.tta_figures(model, val, test)
     return result
 
 
 def changed(run: dict) -> list[str]:
-    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside: `as_configured`
-    handles it; parameters the run's version did not have yet are not compared)."""
-    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).effective(), ignore=("tta",))
-
-
-def accuracy(model, data: Dataset) -> float:
-    """Share of `data` whose most probable class is its label."""
-    return float((evaluation.predict_proba(model, data.images).argmax(axis=1) == data.labels).mean())
-
-
-def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    """'mean +- sd' of `values` times `scale` (sd over seeds, ddof 1; '-' for one value)."""
-    values = np.asarray(values) * scale
-    sd = f"{values.std(ddof=1):.{digits}f}" if len(values) > 1 else "-"
-    return f"{values.mean():.{digits}f} +- {sd}"
-
-
-def as_configured(run: dict, tta: bool) -> dict:
-    """`run` as the recipe stands now: a run trained while `tta` was off, with its TTA figures recorded, counts with
-    them when the recipe now sets `tta` (training does not depend on `tta`: the same networks, averaged over shifts)."""
-    if tta and not run["config"]["tta"] and "with_tta" in run:
-        return {**run, "test_accuracy": run["with_tta"]["test_accuracy"], "final_val_accuracy": run["with_tta"]["val_accuracy"]}
-    return run
+    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside when the run has
+    the figures `benchlib.as_configured` needs; parameters the run's version did not have yet are not compared)."""
+    config = recipe_config(run["recipe"], run["seed"])
+    stale = benchlib.changed_parameters(run["config"], config.effective(), ignore=("tta",))
+    return stale + (["tta"] if benchlib.as_configured(run, config.tta) is None else [])
 
 
 def section(runs: list[dict]) -> dict:
@@ -109,7 +89,7 @@ def section(runs: list[dict]) -> dict:
     rows, targets, tta_notes = [], [], []
     for recipe, spec in RECIPES.items():
         tta = recipe_config(recipe, 0).tta
-        mine = [as_configured(run, tta) for run in runs if run["recipe"] == recipe]
+        mine = [benchlib.as_configured(run, tta) for run in runs if run["recipe"] == recipe]
         if not mine:
             continue
         key = "test_accuracy" if spec["on"] == "test" else "final_val_accuracy"
@@ -119,7 +99,7 @@ def section(runs: list[dict]) -> dict:
         command = f"python tests/benchmarks/bench_accuracy.py --recipes {recipe}"
         rows.append([
             recipe, first["model"], first["epochs"] * first["ensemble_size"], len(mine),
-            mean_sd([run["test_accuracy"] for run in mine]), mean_sd([run["final_val_accuracy"] for run in mine]),
+            benchlib.mean_sd([run["test_accuracy"] for run in mine]), benchlib.mean_sd([run["final_val_accuracy"] for run in mine]),
             f"{spec['target']:.2f} ({spec['on']})", f"{np.mean(fit):.0f} +- {np.std(fit, ddof=1) if len(fit) > 1 else 0:.0f}",
             f"{np.mean([run['images_per_second'] for run in mine]):,.0f}", command,
         ])
@@ -129,13 +109,8 @@ def section(runs: list[dict]) -> dict:
         else:
             rule = f"{recipe}: {spec['rule']}"
             met = measured >= spec["target"]
-        with_tta = [run["with_tta"] for run in mine if "with_tta" in run]
-        if with_tta:
-            tta_notes.append(
-                f"{recipe}, the same networks averaged over one-pixel shifts (tta: true): val "
-                f"{mean_sd([t['val_accuracy_without'] for t in with_tta])} -> {mean_sd([t['val_accuracy'] for t in with_tta])}, "
-                f"test {mean_sd([run['test_accuracy'] for run in runs if run['recipe'] == recipe and 'with_tta' in run])} -> "
-                f"{mean_sd([t['test_accuracy'] for t in with_tta])} ({len(with_tta)} seeds)")
+        note = benchlib.tta_note(recipe, [run for run in runs if run["recipe"] == recipe])
+        tta_notes += [note] if note else []
         seeds = ", ".join(str(run["seed"]) for run in mine)
         targets.append({"target": rule, "measured": f"{measured:.2f}% (seeds {seeds}; fit {max(fit):.0f} s at most)",
                         "met": bool(met and len(mine) >= 3)})

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import datasets, evaluation, runtime, split, sweep_plots, training  # noqa: E402
+from mnist_lib import datasets, runtime, split, sweep_plots, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 
 RECIPES = {  # name -> profiles over params/train.yaml
@@ -70,26 +71,33 @@ def folder_splits(raw_dir: Path, folder: Path, seed: int) -> dict:
 
 
 def run_once(recipe: str, parts: dict, seed: int) -> dict:
-    """Train one recipe with one seed on `parts`; return its test accuracy, validation figures and timings."""
+    """Train one recipe with one seed on `parts`; return its test accuracy (averaged over one-pixel shifts when the
+    recipe sets `tta`), validation figures, timings, and both accuracies with and without the shifts (`with_tta`:
+    training does not depend on `tta`, so the network is trained once, without it, and measured both ways)."""
     config = recipe_config(recipe, seed)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        model, history = training.train(parts["train"], parts["val"], config, out, live_plot=False, resume=False)
+        model, history = training.train(parts["train"], parts["val"], replace(config, tta=False), out, live_plot=False,
+                                        resume=False)
         wall = time.perf_counter() - started
     test = parts["test"]
-    predicted = evaluation.predict_proba(model, test.images).argmax(axis=1)
+    figures = benchlib.tta_figures(model, parts["val"], test)
     return {
         "recipe": recipe, "seed": seed, "config": config.__dict__, "train_images": len(parts["train"]),
         "val_images": len(parts["val"]), "test_images": len(test), "classes": test.num_classes,
-        "test_accuracy": float((predicted == test.labels).mean()), "best_val_accuracy": float(history["val_accuracy"].max()),
+        "test_accuracy": figures["test_accuracy" if config.tta else "test_accuracy_without"],
+        "best_val_accuracy": float(history["val_accuracy"].max()), "with_tta": figures,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall, "warnings": history.attrs["warnings"],
         "environment": runtime.environment(), "load_average": os.getloadavg(),
     }
 
 
 def changed(run: dict) -> list[str]:
-    """The parameters in which a kept run differs from its recipe as it stands now."""
-    return benchlib.changed_parameters(run["config"], recipe_config(run["recipe"], run["seed"]).effective())
+    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside when the run has
+    the figures `benchlib.as_configured` needs)."""
+    config = recipe_config(run["recipe"], run["seed"])
+    stale = benchlib.changed_parameters(run["config"], config.effective(), ignore=("tta",))
+    return stale + (["tta"] if benchlib.as_configured(run, config.tta) is None else [])
 
 
 def stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -136,6 +144,9 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
             name = "the 15-class RGB folder" if data == FOLDER else f"MNIST with {data} training images"
             targets.append({"target": f"default recipe >= {goal:.0f}% test on {name}",
                             "measured": f"{mean:.2f} +- {sd:.2f}% ({count} seeds)", "met": mean >= goal and count >= 3})
+    labels = {data: f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}" for data in datasets_order}
+    tta_notes = [note for data in datasets_order
+                 if (note := benchlib.tta_note(f"default on {labels[data]}", by.get(("default", data), [])))]
     return {
         "section": "data_efficiency", "title": "Data efficiency: test accuracy against training images", "order": 35,
         "command": "python tests/benchmarks/bench_data_efficiency.py",
@@ -154,6 +165,7 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
             "mean +- sd over seeds (ddof 1), with the count of seeds in brackets. Nothing is chosen on the test split.",
             "The chart's x axis is the MNIST training images; its steps (300, 1k, 3k, 10k, all 54k) are about evenly "
             "spaced on a log scale. outputs/bench/data_efficiency.png draws it on a true log axis.",
+            *tta_notes,
         ],
         "targets": targets,
     }
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{recipe} {data} seed {seed}: test {result['test_accuracy']:.4f} ({result['train_images']} training "
                       f"images), fit {result['fit_seconds']:.0f} s", flush=True)
     runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
-    current = [run for run in runs if not changed(run) and run["data"] in order]
+    current = [benchlib.as_configured(run, recipe_config(run["recipe"], run["seed"]).tta) for run in runs
+               if not changed(run) and run["data"] in order]
     for run in runs:
         if changed(run):
             print(f"{run['recipe']} {run['data']} seed {run['seed']}: left out, trained before the recipe changed")

@@ -154,6 +154,57 @@ def changed_parameters(kept: dict, now: dict, ignore: tuple[str, ...] = ()) -> l
     return sorted(key for key, value in kept.items() if key not in ignore and key in now and now[key] != value)
 
 
+def accuracy(model, data) -> float:
+    """Share of `data` (a Dataset) whose most probable class is its label."""
+    from mnist_lib import evaluation  # TensorFlow: only for the benchmarks that train
+
+    return float((evaluation.predict_proba(model, data.images).argmax(axis=1) == data.labels).mean())
+
+
+def tta_figures(model, val, test) -> dict:
+    """Validation and test accuracy of one trained network on its own (`*_without`) and averaged over its input's
+    one-pixel shifts (what `tta: true` saves): training does not depend on `tta`, so one run gives both."""
+    from mnist_lib import models
+
+    shifted = models.combine([model], val.image_shape, tta=True)
+    return {"val_accuracy": accuracy(shifted, val), "test_accuracy": accuracy(shifted, test),
+            "val_accuracy_without": accuracy(model, val), "test_accuracy_without": accuracy(model, test)}
+
+
+def as_configured(run: dict, tta: bool) -> dict | None:
+    """`run` as its recipe stands now, whose `tta` may differ from the run's: its test accuracy and final validation
+    accuracy taken from the run's `with_tta` figures (`tta_figures`; the same network either way); None when the
+    run lacks the figures that setting needs (it is trained again)."""
+    if run["config"].get("tta", False) == tta:
+        return run
+    figures = run.get("with_tta", {})
+    test, val = ("test_accuracy", "val_accuracy") if tta else ("test_accuracy_without", "val_accuracy_without")
+    if test not in figures:
+        return None
+    return {**run, "test_accuracy": figures[test], "final_val_accuracy": figures[val]}
+
+
+def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """'mean +- sd' of `values` times `scale` (sd over seeds, ddof 1; '-' for one value)."""
+    import numpy as np
+
+    values = np.asarray(values) * scale
+    sd = f"{values.std(ddof=1):.{digits}f}" if len(values) > 1 else "-"
+    return f"{values.mean():.{digits}f} +- {sd}"
+
+
+def tta_note(label: str, runs: list[dict]) -> str | None:
+    """One line: what averaging over one-pixel shifts does to the same networks' validation and test accuracy
+    (`tta_figures` of each run that has them), or None when no run has them."""
+    figures = [run["with_tta"] for run in runs if "test_accuracy_without" in run.get("with_tta", {})]
+    if not figures:
+        return None
+    return (f"{label}, the same networks averaged over one-pixel shifts (tta: true): val "
+            f"{mean_sd([f['val_accuracy_without'] for f in figures])} -> {mean_sd([f['val_accuracy'] for f in figures])}, "
+            f"test {mean_sd([f['test_accuracy_without'] for f in figures])} -> "
+            f"{mean_sd([f['test_accuracy'] for f in figures])} ({len(figures)} seeds)")
+
+
 def train_config(files: list[str], **overrides):
     """The training configuration of a recipe: params/train.yaml, then the profile `files` over it, then
     `overrides` (run from the project root)."""

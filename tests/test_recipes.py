@@ -17,10 +17,10 @@ from mnist_lib.params import ParameterError
 from mnist_lib.records import Dataset
 from mnist_lib.recipe import TrainConfig
 
-# A plain recipe (constant rate, no label smoothing, no augmentation) that each test changes in one respect;
+# A plain recipe (constant rate, no label smoothing, no augmentation, no test-time shifts) that each test changes in one respect;
 # params/train.yaml's defaults are the full recipe.
 BASE = dict(model="mlp", epochs=4, batch_size=32, learning_rate=0.01, optimizer="adam", seed=3, lr_schedule="constant",
-            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
+            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0, tta=False)
 
 
 def plain(**changes) -> TrainConfig:

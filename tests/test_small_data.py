@@ -16,7 +16,7 @@ from mnist_lib import batchnorm, health, recipe, runtime, training
 from mnist_lib.records import Dataset
 
 # A plain recipe: constant rate, no label smoothing, no augmentation (params/train.yaml's defaults are the full one).
-PLAIN = dict(lr_schedule="constant", label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
+PLAIN = dict(lr_schedule="constant", label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0, tta=False)
 from mnist_lib.recipe import TrainConfig
 
 

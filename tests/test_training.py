@@ -21,9 +21,9 @@ from mnist_lib.records import Dataset
 from mnist_lib.params import ParameterError
 from mnist_lib.recipe import TrainConfig
 
-# A plain recipe (constant rate, no label smoothing, no augmentation); params/train.yaml's defaults are the full one.
+# A plain recipe (constant rate, no label smoothing, no augmentation, no test-time shifts); params/train.yaml's defaults are the full one.
 GOOD = dict(model="cnn_small", epochs=1, batch_size=32, learning_rate=0.001, optimizer="adam", seed=1, lr_schedule="constant",
-            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0)
+            label_smoothing=0.0, rotation=0.0, zoom=0.0, shift=0.0, tta=False)
 
 
 @pytest.mark.parametrize(
@@ -272,3 +272,87 @@ def test_patience_stops_training_once_validation_accuracy_has_not_improved_for_t
     history = training.fit(model, data, data, config, out_dir, live_plot=False)
     assert history["epoch"].tolist() == [0, 1, 2]
     assert history["val_accuracy"].nunique() == 1
+
+
+class Killed(Exception):
+    """Stands for a kill inside the process: raised after an epoch's resume state was saved."""
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Raise `Killed` at the end of epoch `epoch` (0-based); `fit` runs it after the resume state has been saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            raise Killed(f"after epoch {epoch + 1}")
+
+
+# The default model's layers (batch norm, dropout), augmentation and a one-cycle schedule: every kind of state a
+# resumed run must carry over, on 48 drawn digits so that an in-process run takes a few seconds.
+RESUMED = dict(GOOD, model="cnn_strong", epochs=3, batch_size=8, lr_schedule="one_cycle", rotation=10.0, zoom=0.1,
+               shift=0.1, label_smoothing=0.1, restore_best_weights=True)
+
+
+def resumable_data() -> tuple[Dataset, Dataset]:
+    images, labels = draw_digits(64, seed=5)
+    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    return Dataset(data.images[:48], data.labels[:48], data.class_names), Dataset(data.images[48:], data.labels[48:], data.class_names)
+
+
+def fit_fresh(out_dir: Path, train: Dataset, val: Dataset, config: TrainConfig, kill_after: int | None = None):
+    """Build the configured model afresh (seeded) and fit it in `out_dir`; return (model, history)."""
+    out_dir.mkdir(exist_ok=True)
+    model = training.build(config, train.image_shape, train.num_classes)
+    callbacks = [] if kill_after is None else [KillAfterEpoch(kill_after)]
+    return model, training.fit(model, train, val, config, out_dir, live_plot=False, callbacks=callbacks)
+
+
+def test_a_run_stopped_after_an_epoch_resumes_in_process_to_the_uninterrupted_weights_and_history(tmp_path):
+    train, val = resumable_data()
+    kill_after = 1  # after epoch 2 of 3
+    config = TrainConfig(**RESUMED)
+    reference, _ = fit_fresh(tmp_path / "reference", train, val, config)
+    out_dir = tmp_path / "train"
+    with pytest.raises(Killed):
+        fit_fresh(out_dir, train, val, config, kill_after)
+    state = resume.resume_path(out_dir)
+    assert state.is_file() and (out_dir / "history.csv").is_file()
+    resumed, history = fit_fresh(out_dir, train, val, config)
+    assert history.attrs["resumed_from_epoch"] == kill_after + 1
+    assert history.attrs["epochs_this_run"] == config.epochs - kill_after - 1
+    assert history["epoch"].tolist() == list(range(config.epochs))
+    assert (out_dir / "history.csv").read_bytes() == (tmp_path / "reference" / "history.csv").read_bytes()
+    names = [weight.path for weight in reference.weights]  # layer names count up within a process: compare in order
+    assert len(resumed.weights) == len(names) and sum("moving_mean" in n for n in names) == 5
+    differ = [n for n, a, b in zip(names, reference.get_weights(), resumed.get_weights()) if not np.array_equal(a, b)]
+    assert differ == []
+    assert not state.exists() and not state.with_name(state.name + ".partial").exists()
+
+
+@pytest.mark.parametrize("change", ["seed", "learning_rate", "a training label", "a training pixel", "a validation label",
+                                    "a validation pixel"])
+def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, capsys, change):
+    train, val = resumable_data()
+    config = TrainConfig(**{**RESUMED, "model": "mlp", "epochs": 2, "rotation": 0.0, "zoom": 0.0, "shift": 0.0})
+    out_dir = tmp_path / "train"
+    with pytest.raises(Killed):
+        fit_fresh(out_dir, train, val, config, kill_after=0)
+    images, labels = {"train": train, "val": val}, {}
+    part = "val" if "validation" in change else "train"
+    data = images[part]
+    if "label" in change:
+        labels = data.labels.copy()
+        labels[0] = (labels[0] + 1) % 10
+        images[part] = Dataset(data.images, labels, data.class_names)
+    elif "pixel" in change:
+        pixels = data.images.copy()
+        pixels[0, 0, 0, 0] ^= 1
+        images[part] = Dataset(pixels, data.labels, data.class_names)
+    other = {"seed": {"seed": 2}, "learning_rate": {"learning_rate": 0.002}}.get(change, {})
+    capsys.readouterr()
+    _, history = fit_fresh(out_dir, images["train"], images["val"], TrainConfig(**{**config.__dict__, **other}))
+    assert f"Ignoring {resume.resume_path(out_dir)}: saved for other parameters, data or versions" in capsys.readouterr().out
+    assert history.attrs["resumed_from_epoch"] == 0 and history["epoch"].tolist() == [0, 1]

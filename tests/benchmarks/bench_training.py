@@ -1,8 +1,10 @@
-"""Training speed on this CPU: images/s of every registry model through mnist_lib.training; the reference notebook's
-recipe as plain Keras (its own float64 arrays and model.fit) against the same model through mnist_lib; and the
-time the default recipe and the reference recipe need to reach 99.0% and 99.5% test accuracy.
+"""Training speed on this CPU: images/s, FLOP per image and share of the machine's peak of every registry model in
+float32 and mixed precision; the levers tried on the default recipe's step (input pipeline, batch size, bfloat16,
+steps_per_execution, XLA); the reference notebook's recipe as plain Keras (its own float64 arrays and model.fit)
+against the same model through mnist_lib; and the time the default recipe and the reference recipe need to reach
+99.0% and 99.5% test accuracy.
 
-    python tests/benchmarks/bench_training.py [--images 12800] [--skip-time-to-accuracy]
+    python tests/benchmarks/bench_training.py [--images 12800] [--skip-time-to-accuracy] [--skip-levers]
 
 The time-to-accuracy runs evaluate the test split every quarter epoch with the clock stopped. That evaluation is
 this benchmark's only use of the test split: it selects nothing, and the runs' other settings are the recipes'.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
 import os
 import sys
 import tempfile
@@ -24,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
+import flops  # noqa: E402
 from mnist_lib import models, recipe, runtime, split, training  # noqa: E402
 
 THRESHOLDS = (0.990, 0.995)
@@ -109,22 +113,91 @@ def reference_fit(images: np.ndarray, labels: np.ndarray, epochs: int, callbacks
     return model
 
 
-def throughput_rows(train, val, images: int, names: list[str]) -> list[list]:
-    """Images/s of the last of 2 epochs over `images` training images, batch 128, for each of `names`."""
-    rows = []
+def images_per_second(part, val, name: str, precision: str = "float32", augment: bool = False) -> float:
+    """Training images/s of the last of 2 epochs of `name` over `part`, batch 128, Adam, through training.train."""
+    config = recipe.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
+                                lr_schedule="constant", label_smoothing=0.0, rotation=10.0 * augment,
+                                zoom=0.1 * augment, shift=0.1 * augment, precision=precision, tta=False)
+    clock = EpochClock()
+    with tempfile.TemporaryDirectory() as out:
+        training.train(part, split.subset(val, np.arange(min(1000, len(val)))), config, out, live_plot=False, resume=False,
+                       callbacks=[clock])
+    runtime.set_precision("float32")
+    return len(part) / clock.seconds[-1]
+
+
+def efficiency_rows(train, val, images: int, names: list[str], machine: dict) -> list[list]:
+    """Per model: FLOP per training image (counted from the model), then images/s, achieved GFLOP/s and share of the
+    machine's peak, in float32 and in mixed precision (bfloat16 compute on a CPU)."""
     part = split.subset(train, np.arange(min(images, len(train))))
+    rows = []
     for name in names:
-        for augment in ((False, True) if name == "cnn_strong" else (False,)):
-            config = recipe.TrainConfig(model=name, epochs=2, batch_size=128, learning_rate=0.001, optimizer="adam", seed=1,
-                                        lr_schedule="constant", label_smoothing=0.0, rotation=10.0 * augment,
-                                        zoom=0.1 * augment, shift=0.1 * augment)
-            clock = EpochClock()
-            with tempfile.TemporaryDirectory() as out:
-                training.train(part, split.subset(val, np.arange(min(1000, len(val)))), config, out, live_plot=False, resume=False,
-                               callbacks=[clock])
-            label = name + (" + augmentation" if augment else "")
-            rows.append([label, f"{len(part) / clock.seconds[-1]:,.0f}", f"{clock.seconds[-1]:.1f}"])
-            print(f"{label}: {len(part) / clock.seconds[-1]:,.0f} images/s", flush=True)
+        flop = flops.training_flops(models.build_model(name, train.image_shape, train.num_classes))
+        row = [name, f"{flop / 1e6:,.1f}"]
+        for precision, peak_name in (("float32", "float32"), ("mixed", "bfloat16")):
+            speed = images_per_second(part, val, name, precision)
+            achieved = speed * flop / 1e9
+            peak = machine["gflops"][peak_name] or machine["gflops"]["float32"]
+            row += [f"{speed:,.0f}", f"{achieved:,.1f}", f"{100 * achieved / peak:.1f}%"]
+            print(f"{name} {precision}: {speed:,.0f} images/s, {achieved:,.1f} GFLOP/s", flush=True)
+        rows.append(row)
+    return rows
+
+
+def step_images_per_second(part, config: recipe.TrainConfig, steps_per_execution: int = 1, jit_compile: bool = False,
+                           cached: bool = False) -> float:
+    """Images/s of the second of 2 epochs of plain `model.fit` steps (no validation, no batch-norm recompute) on
+    the recipe's batches (`batches.training_batches`; `cached`: one batch repeated, so no input pipeline work)."""
+    from mnist_lib.batches import training_batches
+
+    model = training.build(config, part.image_shape, part.num_classes)
+    if jit_compile:  # Keras silently drops jit_compile while TensorFlow's op determinism (training.build's) is on
+        import tensorflow as tf
+
+        tf.config.experimental.disable_op_determinism()
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    steps = math.ceil(len(part) / config.batch_size)  # one epoch of data per Keras epoch
+    batches = training_batches(part, config, 0)
+    if cached:
+        batches = batches.take(1).cache().repeat()
+    clock = EpochClock()
+    model.fit(batches, steps_per_epoch=steps, epochs=2, callbacks=[clock], verbose=0)
+    runtime.set_precision("float32")
+    return (steps * min(config.batch_size, len(part)) if cached else len(part)) / clock.seconds[-1]
+
+
+# The default recipe's training step (cnn_strong, batch 128, augmentation, float32) and the levers tried on it:
+# (label, changes to the recipe, step options).
+LEVERS = (
+    ("the default recipe's step (float32, batch 128, augmentation)", {}, {}),
+    ("no augmentation (input pipeline lighter)", {"rotation": 0.0, "zoom": 0.0, "shift": 0.0}, {}),
+    ("one cached batch (no input pipeline at all)", {}, {"cached": True}),
+    ("batch 256", {"batch_size": 256}, {}),
+    ("batch 512", {"batch_size": 512}, {}),
+    ("mixed precision (bfloat16 compute)", {"precision": "mixed"}, {}),
+    ("mixed precision, batch 256", {"precision": "mixed", "batch_size": 256}, {}),
+    ("steps_per_execution 16", {}, {"steps_per_execution": 16}),
+    ("XLA (jit_compile; op determinism off: Keras refuses XLA under it)", {}, {"jit_compile": True}),
+)
+
+
+def lever_rows(train, images: int) -> list[list]:
+    """Images/s of the default recipe's training step and of each lever (LEVERS), and the ratio to the first."""
+    part = split.subset(train, np.arange(min(images, len(train))))
+    default = benchlib.train_config([], seed=1, tta=False)
+    rows, base = [], None
+    for label, changes, options in LEVERS:
+        try:
+            speed = step_images_per_second(part, recipe.TrainConfig(**{**default.__dict__, **changes}), **options)
+        except Exception as error:  # a lever this machine cannot run (XLA on some CPUs) is reported, not fatal
+            rows.append([label, f"failed: {type(error).__name__}", ""])
+            print(f"{label}: failed ({error})", flush=True)
+            continue
+        base = base or speed
+        rows.append([label, f"{speed:,.0f}", f"{speed / base:.2f}x"])
+        print(f"{label}: {speed:,.0f} images/s ({speed / base:.2f}x)", flush=True)
     return rows
 
 
@@ -211,23 +284,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=sorted(models.MODELS), help="registry names (default: all)")
     parser.add_argument("--every-images", type=int, default=13_500, help="test evaluated after this many images")
     parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the throughput tables (minutes)")
+    parser.add_argument("--skip-levers", action="store_true", help="no table of the default step's speed levers")
     args = parser.parse_args(argv)
     train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
-    rows = throughput_rows(train, val, args.images, args.models)
+    machine = flops.peak()
+    rows = efficiency_rows(train, val, args.images, args.models, machine)
     recipe_rows, speedup = recipe_speed(train, val, args.raw_dir)
-    for row in recipe_rows:
-        rows.append([row[0], row[1], row[2]])
     notes = [
-        f"Per model: images/s of the second of 2 epochs over {args.images:,} training images, batch 128, Adam, "
-        "through mnist_lib.training.train (uint8 arrays, tf.data, scaling inside the model).",
+        f"Per model: images/s of the second of 2 epochs over {args.images:,} training images, batch 128, Adam, no "
+        "augmentation, through mnist_lib.training.train (uint8 arrays, tf.data, scaling inside the model, batch-norm "
+        "statistics recomputed and 1,000 validation images measured after each epoch, all inside the clock).",
+        "MFLOP per training image: counted from each model's layers (tests/benchmarks/flops.py): 2 FLOP per "
+        "multiply-add of the convolutions and dense layers, 3 passes per training image (forward, input gradients, "
+        "weight gradients); bias, batch norm, activations and pooling left out. GFLOP/s = images/s x FLOP per image.",
+        flops.describe(machine) + " Mixed precision's share is of the bfloat16 peak where the CPU has one. "
+        "A virtual machine's clock is its nominal one: under turbo the true peak is higher and the share lower.",
         f"Reference recipe (cnn_small, batch 64, Adam 1e-3): one epoch over the {len(train):,} training images. "
-        f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[3]}" for r in recipe_rows) + ".",
+        f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[1]} images/s, {r[3]}"
+                                                                           for r in recipe_rows) + ".",
     ]
     benchlib.write_section({
-        "section": "training", "title": "Training speed", "order": 20,
+        "section": "training", "title": "Training speed against the machine's peak", "order": 20,
         "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
-        "columns": ["model / recipe", "train images/s", "epoch s"], "rows": rows, "notes": notes, "targets": [],
+        "columns": ["model", "MFLOP / training image", "float32 images/s", "GFLOP/s", "% of float32 peak",
+                    "mixed images/s", "GFLOP/s", "% of bfloat16 peak"],
+        "rows": rows, "notes": notes, "targets": [],
     }, args.out_dir)
+    if not args.skip_levers:
+        benchlib.write_section({
+            "section": "training_levers", "title": "Training speed levers on the default recipe's step", "order": 21,
+            "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
+            "columns": ["what changed", "train images/s", "vs the default step"],
+            "rows": lever_rows(train, args.images),
+            "notes": [f"Each row: images/s of the second of 2 epochs of plain model.fit steps over {args.images:,} "
+                      "training images (cnn_strong, Adam, the default recipe's batches from mnist_lib.batches; no "
+                      "validation, no batch-norm recompute), one lever changed from the first row, all in one run.",
+                      "Speed only: a lever that changes the arithmetic (batch size, bfloat16) must also keep the "
+                      "validation accuracy before the recipe can take it."],
+            "targets": [],
+        }, args.out_dir)
     if not args.skip_time_to_accuracy:
         tta_rows, targets = time_to_accuracy(train, val, test, args.raw_dir, args.every_images)
         benchlib.write_section({

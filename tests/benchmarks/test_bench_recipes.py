@@ -28,17 +28,26 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     return root / "split", root / "raw"
 
 
-def test_training_benchmark_times_each_model_and_the_reference_recipe_both_ways(tiny, tmp_path, monkeypatch):
+def test_training_benchmark_states_flop_speed_and_share_of_peak_per_model_and_times_the_levers(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # the recipes are read from params/
     split_dir, raw_dir = tiny
     assert bench_training.main(["--images", "128", "--models", "mlp", "cnn_strong", "--split-dir", str(split_dir),
                                 "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path), "--skip-time-to-accuracy"]) == 0
     section = json.loads((tmp_path / "training.json").read_text())
-    labels = [row[0] for row in section["rows"]]
-    assert labels[:3] == ["mlp", "cnn_strong", "cnn_strong + augmentation"]
-    assert labels[3].startswith("reference recipe, plain Keras") and labels[4].startswith("reference recipe through mnist_lib")
-    assert all(float(row[1].replace(",", "")) > 0 for row in section["rows"])
-    assert "x the plain-Keras speed" in section["notes"][1]
+    # training MFLOP per 28x28 image, by hand: 3 passes x 2 FLOP x multiply-adds.
+    # mlp: 784*784 + 784*10 = 622,496; cnn_strong: 26*26*9*1*32 + 13*13*9*32*32 + 11*11*9*32*64 + 6*6*9*64*64
+    # + 4*4*9*64*128 + 2048*10 = 6,509,696
+    assert [row[:2] for row in section["rows"]] == [["mlp", "3.7"], ["cnn_strong", "39.1"]]
+    for row in section["rows"]:
+        for speed, gflops in ((row[2], row[3]), (row[5], row[6])):
+            speed, gflops = float(speed.replace(",", "")), float(gflops.replace(",", ""))
+            assert speed > 0 and gflops == pytest.approx(speed * float(row[1]) / 1000, rel=0.05, abs=0.06)
+        assert row[4].endswith("%") and row[7].endswith("%")
+    assert "FLOP/cycle" in section["notes"][2] and "x the plain-Keras speed" in section["notes"][3]
+    levers = json.loads((tmp_path / "training_levers.json").read_text())
+    assert [row[0] for row in levers["rows"]] == [label for label, _, _ in bench_training.LEVERS]
+    assert levers["rows"][0][2] == "1.00x"
+    assert all(float(row[1].replace(",", "")) > 0 for row in levers["rows"] if not row[1].startswith("failed"))
 
 
 def test_time_to_accuracy_runs_the_fast_profile_the_default_and_the_reference_recipe(tiny, tmp_path, monkeypatch):

@@ -9,7 +9,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: setup pipeline test browser bench bench-suite mutate lab freeze clean
 
-setup: $(VENV)/.installed
+# GPU=1 adds TensorFlow's CUDA libraries (requirements-gpu.txt) for training on an NVIDIA GPU; the CPU install is the same.
+GPU ?= 0
+setup: $(VENV)/.installed $(if $(filter 1,$(GPU)),$(VENV)/.installed-gpu)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -25,6 +27,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}},' \
 	  ' "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 	  > $(VENV)/share/jupyter/lab/settings/overrides.json
+	touch $@
+
+$(VENV)/.installed-gpu: requirements-gpu.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r requirements-gpu.txt
 	touch $@
 
 pipeline: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import shlex
 
 import pytest
@@ -41,6 +42,22 @@ def test_requirements_and_environment_pin_the_same_versions():
     environment = pins((REPO / "environment.yml").read_text().splitlines())
     assert required == environment
     assert len(required) > 100  # every dependency, not only the direct ones
+
+
+def test_the_gpu_requirements_pin_the_same_tensorflow_and_every_cuda_library_exactly():
+    lines = [line for line in (REPO / "requirements-gpu.txt").read_text().splitlines() if not line.startswith("#")]
+    assert lines[0] == f"tensorflow[and-cuda]=={pins((REPO / 'requirements.txt').read_text().splitlines())['tensorflow']}"
+    assert all(re.fullmatch(r"nvidia-[a-z0-9-]+-cu12==[0-9.]+", line) for line in lines[1:]), lines
+    assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"} <= set(pins(lines[1:]))
+
+
+def test_make_setup_installs_the_gpu_libraries_only_when_asked():
+    def planned(*args: str) -> str:
+        done = subprocess.run(["make", "-n", "-B", "setup", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    assert "requirements-gpu.txt" not in planned()
+    assert "pip install --quiet -r requirements-gpu.txt" in planned("GPU=1")
 
 
 def test_pins_are_above_the_known_keras_advisories():

@@ -44,7 +44,7 @@ SIZES = ("300", "1000", "3000", "10000", "all")
 FOLDER = "folder15"  # the many-class image folder's name in the runs and the table
 FOLDER_SHAPE = {"classes": 15, "per_class": 150, "image_size": 32, "channels": 3}
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.1  # params/split.yaml's defaults; the folder has no test set: 10% held out
-TARGETS = {"1000": 97.0, FOLDER: 96.0}  # the default recipe's test accuracy (mean of the seeds) on these data
+TARGETS = {"1000": 97.0, "all": 99.6, FOLDER: 96.0}  # the default recipe's test accuracy (mean of the seeds) on these data
 
 
 def recipe_config(recipe: str, seed: int) -> TrainConfig:
@@ -141,8 +141,9 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
     for data, goal in TARGETS.items():
         if ("default", data) in by:
             mean, sd, count = stats(by[("default", data)])
-            name = "the 15-class RGB folder" if data == FOLDER else f"MNIST with {data} training images"
-            targets.append({"target": f"default recipe >= {goal:.0f}% test on {name}",
+            name = ("the 15-class RGB folder" if data == FOLDER else "all of MNIST's training images" if data == "all"
+                    else f"MNIST with {data} training images")
+            targets.append({"target": f"default recipe >= {goal:g}% test on {name}",
                             "measured": f"{mean:.2f} +- {sd:.2f}% ({count} seeds)", "met": mean >= goal and count >= 3})
     labels = {data: f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}" for data in datasets_order}
     tta_notes = [note for data in datasets_order

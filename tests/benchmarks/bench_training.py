@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                            for r in recipe_rows) + ".",
     ]
     benchlib.write_section({
-        "section": "training", "title": "Training speed against the machine's peak", "order": 20,
+        "section": "training", "title": "Training speed", "order": 20,
         "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
         "columns": ["model", "MFLOP / training image", "float32 images/s", "GFLOP/s", "% of float32 peak",
                     "mixed images/s", "GFLOP/s", "% of bfloat16 peak"],

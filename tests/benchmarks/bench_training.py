@@ -151,10 +151,11 @@ def step_images_per_second(part, config: recipe.TrainConfig, steps_per_execution
     from mnist_lib.batches import training_batches
 
     model = training.build(config, part.image_shape, part.num_classes)
-    if jit_compile:  # Keras silently drops jit_compile while TensorFlow's op determinism (training.build's) is on
-        import tensorflow as tf
+    if jit_compile:  # Keras silently drops jit_compile while TensorFlow's op determinism (training.build's) is on;
+        # only TensorFlow's internal config module can turn it off again (the next training.build turns it back on)
+        from tensorflow.python.framework import config as tf_config
 
-        tf.config.experimental.disable_op_determinism()
+        tf_config.disable_op_determinism()
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)

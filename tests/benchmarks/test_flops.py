@@ -56,3 +56,21 @@ def test_peak_from_cores_clock_and_isa_flags_of_the_first_processor(tmp_path, ve
     sentence = flops.describe(machine)
     assert f"{fp32:,.0f} GFLOP/s" in sentence
     assert ("runs as float32" in sentence) == (bf16 is None)
+
+
+def test_the_onednn_profile_sums_the_primitives_of_real_training_steps(tmp_path, monkeypatch):
+    import numpy as np
+
+    import profile_onednn
+    from conftest import REPO, draw_digits
+    from mnist_lib import split
+    from mnist_lib.records import Dataset
+
+    images, labels = draw_digits(64, seed=2)
+    split.save_split(tmp_path, "train", Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789")))
+    monkeypatch.chdir(REPO)
+    wall, times = profile_onednn.profile("cnn_small", "float32", str(tmp_path), steps=2, batch=32)
+    kinds = {kind for kind, _, _ in times}
+    assert "convolution" in kinds and wall > 0
+    assert {propagation for kind, propagation, _ in times if kind == "convolution"} >= {"forward_training", "backward_weights"}
+    assert 0 < sum(times.values()) / 1000 < wall  # oneDNN's part of the steps, in seconds

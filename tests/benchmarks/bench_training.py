@@ -184,12 +184,13 @@ LEVERS = (
 )
 
 
-def lever_rows(train, images: int) -> list[list]:
-    """Images/s of the default recipe's training step and of each lever (LEVERS), and the ratio to the first."""
+def lever_rows(train, images: int, levers: tuple = LEVERS) -> list[list]:
+    """Images/s of the default recipe's training step and of each lever (`levers`, the first the default step's),
+    and the ratio to the first."""
     part = split.subset(train, np.arange(min(images, len(train))))
     default = benchlib.train_config([], seed=1, tta=False)
     rows, base = [], None
-    for label, changes, options in LEVERS:
+    for label, changes, options in levers:
         try:
             speed = step_images_per_second(part, recipe.TrainConfig(**{**default.__dict__, **changes}), **options)
         except Exception as error:  # a lever this machine cannot run (XLA on some CPUs) is reported, not fatal

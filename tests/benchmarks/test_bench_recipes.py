@@ -32,7 +32,8 @@ def test_training_benchmark_states_flop_speed_and_share_of_peak_per_model_and_ti
     monkeypatch.chdir(REPO)  # the recipes are read from params/
     split_dir, raw_dir = tiny
     assert bench_training.main(["--images", "128", "--models", "mlp", "cnn_strong", "--split-dir", str(split_dir),
-                                "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path), "--skip-time-to-accuracy"]) == 0
+                                "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path), "--skip-time-to-accuracy",
+                                "--skip-levers"]) == 0
     section = json.loads((tmp_path / "training.json").read_text())
     # training MFLOP per 28x28 image, by hand: 3 passes x 2 FLOP x multiply-adds.
     # mlp: 784*784 + 784*10 = 622,496; cnn_strong: 26*26*9*1*32 + 13*13*9*32*32 + 11*11*9*32*64 + 6*6*9*64*64
@@ -44,10 +45,16 @@ def test_training_benchmark_states_flop_speed_and_share_of_peak_per_model_and_ti
             assert speed > 0 and gflops == pytest.approx(speed * float(row[1]) / 1000, rel=0.05, abs=0.06)
         assert row[4].endswith("%") and row[7].endswith("%")
     assert "FLOP/cycle" in section["notes"][2] and "x the plain-Keras speed" in section["notes"][3]
-    levers = json.loads((tmp_path / "training_levers.json").read_text())
-    assert [row[0] for row in levers["rows"]] == [label for label, _, _ in bench_training.LEVERS]
-    assert levers["rows"][0][2] == "1.00x"
-    assert all(float(row[1].replace(",", "")) > 0 for row in levers["rows"] if not row[1].startswith("failed"))
+    assert not (tmp_path / "training_levers.json").exists()
+    # the levers' table, on two of them: the default step, and one whose option (a cached batch) the step honours
+    levers = (bench_training.LEVERS[0], bench_training.LEVERS[2])
+    assert levers[1][2] == {"cached": True}
+    train = split.load_split(split_dir, "train")
+    rows = bench_training.lever_rows(train, 128, levers)
+    assert [row[0] for row in rows] == [levers[0][0], levers[1][0]] and rows[0][2] == "1.00x"
+    speeds = [float(row[1].replace(",", "")) for row in rows]
+    assert all(speed > 0 for speed in speeds)
+    assert float(rows[1][2].removesuffix("x")) == pytest.approx(speeds[1] / speeds[0], abs=0.01)
 
 
 def test_time_to_accuracy_runs_the_fast_profile_the_default_and_the_reference_recipe(tiny, tmp_path, monkeypatch):

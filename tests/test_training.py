@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import draw_digits
-from mnist_lib import modelfile, models, resume, runtime, training
+from mnist_lib import modelfile, models, resume, runtime, split, training
 from mnist_lib.records import Dataset
 from mnist_lib.params import ParameterError
 from mnist_lib.recipe import TrainConfig
@@ -297,9 +297,10 @@ RESUMED = dict(GOOD, model="cnn_strong", epochs=3, batch_size=8, lr_schedule="on
 
 
 def resumable_data() -> tuple[Dataset, Dataset]:
+    """48 training and 16 validation drawn digits."""
     images, labels = draw_digits(64, seed=5)
     data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
-    return Dataset(data.images[:48], data.labels[:48], data.class_names), Dataset(data.images[48:], data.labels[48:], data.class_names)
+    return split.subset(data, np.arange(48)), split.subset(data, np.arange(48, 64))
 
 
 def fit_fresh(out_dir: Path, train: Dataset, val: Dataset, config: TrainConfig, kill_after: int | None = None):
@@ -340,19 +341,19 @@ def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, 
     out_dir = tmp_path / "train"
     with pytest.raises(Killed):
         fit_fresh(out_dir, train, val, config, kill_after=0)
-    images, labels = {"train": train, "val": val}, {}
+    parts = {"train": train, "val": val}
     part = "val" if "validation" in change else "train"
-    data = images[part]
+    data = parts[part]
     if "label" in change:
         labels = data.labels.copy()
         labels[0] = (labels[0] + 1) % 10
-        images[part] = Dataset(data.images, labels, data.class_names)
+        parts[part] = Dataset(data.images, labels, data.class_names)
     elif "pixel" in change:
         pixels = data.images.copy()
         pixels[0, 0, 0, 0] ^= 1
-        images[part] = Dataset(pixels, data.labels, data.class_names)
+        parts[part] = Dataset(pixels, data.labels, data.class_names)
     other = {"seed": {"seed": 2}, "learning_rate": {"learning_rate": 0.002}}.get(change, {})
     capsys.readouterr()
-    _, history = fit_fresh(out_dir, images["train"], images["val"], TrainConfig(**{**config.__dict__, **other}))
+    _, history = fit_fresh(out_dir, parts["train"], parts["val"], TrainConfig(**{**config.__dict__, **other}))
     assert f"Ignoring {resume.resume_path(out_dir)}: saved for other parameters, data or versions" in capsys.readouterr().out
     assert history.attrs["resumed_from_epoch"] == 0 and history["epoch"].tolist() == [0, 1]

@@ -77,11 +77,9 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
 
 
 def changed(run: dict) -> list[str]:
-    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside when the run has
-    the figures `benchlib.as_configured` needs; parameters the run's version did not have yet are not compared)."""
-    config = recipe_config(run["recipe"], run["seed"])
-    stale = benchlib.changed_parameters(run["config"], config.effective(), ignore=("tta",))
-    return stale + (["tta"] if benchlib.as_configured(run, config.tta) is None else [])
+    """Why a kept run must be trained again (`benchlib.stale_parameters` against its recipe now; parameters the
+    run's version did not have yet are not compared)."""
+    return benchlib.stale_parameters(run, recipe_config(run["recipe"], run["seed"]))
 
 
 def section(runs: list[dict]) -> dict:

@@ -93,11 +93,13 @@ def run_once(recipe: str, parts: dict, seed: int) -> dict:
 
 
 def changed(run: dict) -> list[str]:
-    """The parameters in which a kept run differs from its recipe as it stands now (`tta` aside when the run has
-    the figures `benchlib.as_configured` needs)."""
-    config = recipe_config(run["recipe"], run["seed"])
-    stale = benchlib.changed_parameters(run["config"], config.effective(), ignore=("tta",))
-    return stale + (["tta"] if benchlib.as_configured(run, config.tta) is None else [])
+    """Why a kept run must be trained again (`benchlib.stale_parameters` against its recipe now)."""
+    return benchlib.stale_parameters(run, recipe_config(run["recipe"], run["seed"]))
+
+
+def label(data: str) -> str:
+    """A data set's name in the table: "MNIST <size>", or the folder's."""
+    return f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}"
 
 
 def stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -117,26 +119,24 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
         if not mine:
             continue
         images = int(np.mean([run["train_images"] for recipe in mine for run in by[(recipe, data)]]))
-        label = f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}"
-        rows.append([label, images] + [f"{mine[r][0]:.2f} +- {mine[r][1]:.2f} ({mine[r][2]})" if r in mine else ""
-                                       for r in RECIPES])
+        rows.append([label(data), images] + [f"{mine[r][0]:.2f} +- {mine[r][1]:.2f} ({mine[r][2]})" if r in mine else ""
+                                             for r in RECIPES])
         means[data] = {recipe: value[0] for recipe, value in mine.items()}
         if "default" in mine and len(mine) == len(RECIPES):
             best = max(mine, key=lambda recipe: mine[recipe][0])
             ok = best == "default" or mine["default"][0] + mine["default"][1] >= mine[best][0]
-            within.append((label, ok, best, all(value[2] >= 3 for value in mine.values())))
-            above.append((label, mine["default"][0] >= mine["reference"][0]))
+            within.append((label(data), ok, best, all(value[2] >= 3 for value in mine.values())))
+            above.append((label(data), mine["default"][0] >= mine["reference"][0]))
     if within:
-        compared = {label for label, *_ in within}
-        missing = [label for label in (f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}"
-                                       for data in datasets_order) if label not in compared]
+        compared = {name for name, *_ in within}
+        missing = [label(data) for data in datasets_order if label(data) not in compared]
         pending = f"; not measured yet with every recipe: {', '.join(missing)}" if missing else ""
         targets.append({"target": "default recipe the best, or within one sd of the best, on every data set",
-                        "measured": "; ".join(f"{label}: {'yes' if ok else f'no ({best} better)'}"
-                                              for label, ok, best, _ in within) + pending,
+                        "measured": "; ".join(f"{name}: {'yes' if ok else f'no ({best} better)'}"
+                                              for name, ok, best, _ in within) + pending,
                         "met": all(ok and enough for _, ok, _, enough in within) and not missing})
         targets.append({"target": "default recipe never below the reference recipe (mean test accuracy)",
-                        "measured": "; ".join(f"{label}: {'yes' if ok else 'no'}" for label, ok in above) + pending,
+                        "measured": "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in above) + pending,
                         "met": all(ok for _, ok in above) and not missing})
     for data, goal in TARGETS.items():
         if ("default", data) in by:
@@ -145,9 +145,8 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
                     else f"MNIST with {data} training images")
             targets.append({"target": f"default recipe >= {goal:g}% test on {name}",
                             "measured": f"{mean:.2f} +- {sd:.2f}% ({count} seeds)", "met": mean >= goal and count >= 3})
-    labels = {data: f"{FOLDER_SHAPE['classes']}-class RGB folder" if data == FOLDER else f"MNIST {data}" for data in datasets_order}
     tta_notes = [note for data in datasets_order
-                 if (note := benchlib.tta_note(f"default on {labels[data]}", by.get(("default", data), [])))]
+                 if (note := benchlib.tta_note(f"default on {label(data)}", by.get(("default", data), [])))]
     return {
         "section": "data_efficiency", "title": "Data efficiency: test accuracy against training images", "order": 35,
         "command": "python tests/benchmarks/bench_data_efficiency.py",
@@ -231,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{recipe} {data} seed {seed}: test {result['test_accuracy']:.4f} ({result['train_images']} training "
                       f"images), fit {result['fit_seconds']:.0f} s", flush=True)
     runs = [json.loads(path.read_text()) for path in sorted(args.runs_dir.glob("*.json"))]
-    current = [benchlib.as_configured(run, recipe_config(run["recipe"], run["seed"]).tta) for run in runs
-               if not changed(run) and run["data"] in order]
+    current = []
     for run in runs:
         if changed(run):
             print(f"{run['recipe']} {run['data']} seed {run['seed']}: left out, trained before the recipe changed")
+        elif run["data"] in order:
+            current.append(benchlib.as_configured(run, recipe_config(run["recipe"], run["seed"]).tta))
     benchlib.write_section(section(current, order), args.out_dir)
     plot(current, Path(args.out_dir) / "data_efficiency.png")
     return 0

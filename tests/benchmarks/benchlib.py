@@ -184,6 +184,14 @@ def as_configured(run: dict, tta: bool) -> dict | None:
     return {**run, "test_accuracy": figures[test], "final_val_accuracy": figures[val]}
 
 
+def stale_parameters(run: dict, config) -> list[str]:
+    """Why a kept run must be trained again for its recipe's configuration now (`config`, a TrainConfig): the
+    parameters with an effect that differ (`changed_parameters`; `tta` aside, training does not depend on it), and
+    `tta` when the run lacks the figures `as_configured` needs for the recipe's setting."""
+    stale = changed_parameters(run["config"], config.effective(), ignore=("tta",))
+    return stale + (["tta"] if as_configured(run, config.tta) is None else [])
+
+
 def mean_sd(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     """'mean +- sd' of `values` times `scale` (sd over seeds, ddof 1; '-' for one value)."""
     import numpy as np

@@ -194,5 +194,7 @@ def main(argv: list[str]) -> int:
     return 1 if error else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # run through the module's own name, not as a second copy named __main__
+    from mnist_lib import executors
+
+    sys.exit(executors.main(sys.argv[1:]))

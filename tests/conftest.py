@@ -29,6 +29,17 @@ if _WORKERS > 1:
         os.environ.setdefault(_name, _value)
 
 
+# The test files that take longest, longest first (`make bench-suite` times the suite): pytest-xdist hands out whole
+# files in collection order, so these start first and the workers end together, instead of one worker running a
+# long file alone at the end while the other waits.
+LONGEST_FILES = ("test_pipeline.py", "test_sweeps.py", "test_training.py", "benchmarks/test_bench_recipes.py",
+                 "test_scratch.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(Path(item.path).relative_to(REPO / "tests").as_posix(), len(rank)))  # stable
+
 def draw_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """`count` images of digits drawn in white on black at random offsets and sizes, with their labels."""
     rng = np.random.default_rng(seed)

@@ -4,6 +4,7 @@ the section JSON written with its rows and targets, finished accuracy runs kept 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,18 +77,34 @@ def test_time_to_accuracy_reads_the_first_evaluation_at_or_above_each_threshold(
     assert (clock.time_to(0.990), clock.time_to(0.995), clock.time_to(0.999)) == (20.0, 40.0, None)
 
 
-def wide_runs(tiny, tmp_path, monkeypatch) -> list[str]:
-    """Run the accuracy benchmark for reference_cnn_wide, seeds 1 and 2, on the tiny split (runs in tmp_path/runs,
-    the section in tmp_path); return its arguments."""
-    monkeypatch.chdir(REPO)  # the recipes are read from params/
-    argv = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2", "--split-dir", str(tiny[0]),
-            "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
-    assert bench_accuracy.main(argv) == 0
-    return argv
+WIDE = ["--recipes", "reference_cnn_wide", "--seeds", "1", "2"]
 
 
-def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tmp_path, monkeypatch, capsys):
-    argv = wide_runs(tiny, tmp_path, monkeypatch)
+def accuracy_benchmark(tiny, folder: Path) -> list[str]:
+    """The accuracy benchmark's arguments for reference_cnn_wide, seeds 1 and 2, on the tiny split, its runs in
+    folder/runs and its section in folder."""
+    return [*WIDE, "--split-dir", str(tiny[0]), "--runs-dir", str(folder / "runs"), "--out-dir", str(folder)]
+
+
+@pytest.fixture(scope="module")
+def wide_runs(tiny, tmp_path_factory) -> Path:
+    """The accuracy benchmark run once for reference_cnn_wide, seeds 1 and 2: its folder (runs/, accuracy.json)."""
+    folder = tmp_path_factory.mktemp("wide")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)  # the recipes are read from params/
+        assert bench_accuracy.main(accuracy_benchmark(tiny, folder)) == 0
+    return folder
+
+
+def copy_of(wide_runs: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the kept runs and section for one test to change, the working folder this repo."""
+    shutil.copytree(wide_runs, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(REPO)
+    return tmp_path
+
+
+def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, wide_runs, tmp_path, monkeypatch, capsys):
+    argv = accuracy_benchmark(tiny, copy_of(wide_runs, tmp_path, monkeypatch))
     runs = sorted(path.name for path in (tmp_path / "runs").iterdir())
     assert runs == ["reference_cnn_wide-seed1.json", "reference_cnn_wide-seed2.json"]
     first = json.loads((tmp_path / "runs" / runs[0]).read_text())
@@ -105,8 +122,8 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, tm
     assert json.loads((tmp_path / "accuracy.json").read_text())["rows"] == section["rows"]
 
 
-def test_accuracy_benchmark_trains_again_a_kept_run_whose_recipe_changed(tiny, tmp_path, monkeypatch, capsys):
-    argv = wide_runs(tiny, tmp_path, monkeypatch)
+def test_accuracy_benchmark_trains_again_a_kept_run_whose_recipe_changed(tiny, wide_runs, tmp_path, monkeypatch, capsys):
+    argv = accuracy_benchmark(tiny, copy_of(wide_runs, tmp_path, monkeypatch))
     kept = tmp_path / "runs" / "reference_cnn_wide-seed2.json"
     old = json.loads(kept.read_text())
     kept.write_text(json.dumps({**old, "config": {**old["config"], "epochs": 4, "learning_rate": 0.5}}))

@@ -94,8 +94,8 @@ def test_killed_kernel_is_a_failure_naming_the_cell(tmp_path):
     body = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
     with pytest.raises(NotebookError) as caught:
         notebooks.run(make_notebook(tmp_path, body), tmp_path / "out.ipynb", html=False)
-    message = str(caught.value)
-    assert "tiny.py" in message and "kernel died" in message and "import os, signal" in message
+    assert str(caught.value) == (f"{tmp_path / 'tiny.py'}: the kernel died while running cell 3 ('import os, signal') "
+                                 "(killed, or out of memory: try a smaller batch_size)")
 
 
 def test_cell_timeout_is_a_failure_naming_the_cell(tmp_path):
@@ -116,9 +116,14 @@ def test_unknown_parameter_in_file_is_refused_before_running(tmp_path):
     assert not output.exists()
 
 
-def test_unknown_command_line_parameter_is_refused(tmp_path):
-    with pytest.raises(ParameterError, match="epochs .*the command line"):
-        notebooks.prepare(make_notebook(tmp_path), [], {"epochs": "3"})
+def test_unknown_parameters_are_refused_in_words_naming_notebook_parameter_and_where_it_came_from(tmp_path):
+    notebook, params = make_notebook(tmp_path), tmp_path / "p.yaml"
+    params.write_text("cuont: 4\n")
+    for files, overrides, origin in (([params], {}, str(params)), ([], {"epochs": "3"}, "the command line")):
+        with pytest.raises(ParameterError) as caught:
+            notebooks.prepare(notebook, files, overrides)
+        name = "cuont" if files else "epochs"
+        assert str(caught.value) == f"{notebook} does not declare {name} (from {origin}); its parameters are: count, name, flag, rate"
 
 
 @pytest.mark.parametrize(
@@ -192,3 +197,77 @@ def test_cli_run_without_output_writes_to_scratch_and_names_it_in_its_last_line(
     assert sorted(path.relative_to(project).as_posix() for path in project.rglob("*") if path.is_file()) == [
         "dvc.yaml", "notebooks/tiny.py", "outputs/scratch/tiny/tiny.ipynb"]
     assert done.stdout.strip().splitlines()[-1] == f"{notebook}: executed -> {executed}; its outputs -> outputs/scratch/tiny"
+
+
+# --- the exact words of each failure, and what a run prints ----------------------------------------------------
+
+
+def test_a_sys_exit_names_the_last_cell_that_ran_by_index_and_first_line_and_counts_the_cells_left(tmp_path):
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, "import sys\nsys.exit(0)"), tmp_path / "out.ipynb", html=False)
+    # 0 title, 1 parameters, 2 print, 3 the exit, 4 the last print (no parameter given: papermill injects no cell)
+    assert str(caught.value) == (f"{tmp_path / 'tiny.py'}: execution stopped after cell 3 ('import sys'); 1 later "
+                                 "code cell(s) never ran (did a cell call sys.exit() or exit()?)")
+
+
+def test_a_notebook_where_no_code_cell_ran_says_it_stopped_after_the_first_cell():
+    cells = [nbformat.v4.new_markdown_cell("# title"), nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("  \n"),
+             nbformat.v4.new_code_cell("y = 2")]
+    with pytest.raises(NotebookError) as caught:
+        notebooks.check_complete(nbformat.v4.new_notebook(cells=cells), "n.py")
+    assert str(caught.value) == ("n.py: execution stopped after the first cell; 2 later code cell(s) never ran "
+                                 "(did a cell call sys.exit() or exit()?)")  # the blank cell is not counted
+
+
+def test_a_timeout_names_the_running_cell_exactly_with_its_first_line_cut_at_60_characters(tmp_path):
+    first = "import time  # " + "a comment long enough to be cut " * 3
+    with pytest.raises(NotebookError) as caught:
+        notebooks.run(make_notebook(tmp_path, f"{first}\ntime.sleep(60)"), tmp_path / "out.ipynb", html=False, timeout=3)
+    assert str(caught.value) == f"{tmp_path / 'tiny.py'}: cell 3 ({first[:60]!r}) ran past the 3 s timeout"
+    assert len(first) > 61
+
+
+def started_notebook(path: Path, start_times: list[str | None], title: bool = True) -> Path:
+    """An executed-notebook file: a markdown title (or none), then a code cell per entry with papermill's start time
+    in its metadata (None: never started, no papermill metadata at all)."""
+    cells = [nbformat.v4.new_markdown_cell("# title")] if title else []
+    for index, started in enumerate(start_times, start=1):
+        cell = nbformat.v4.new_code_cell(f"step_{index} = {index}\nprint(step_{index})")
+        if started is not None:
+            cell.metadata["papermill"] = {"start_time": started}
+        cells.append(cell)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path
+
+
+def test_the_running_cell_is_the_one_papermill_started_last(tmp_path):
+    times = ["2026-01-01T10:00:00.000001Z", "2026-01-01T10:00:05.000000Z", None]
+    assert notebooks._running_cell(started_notebook(tmp_path / "a.ipynb", times)) == "cell 2 ('step_2 = 2')"
+    # cell 0 alone started: a start time, not an index, makes a cell started
+    assert notebooks._running_cell(started_notebook(tmp_path / "b.ipynb", [times[0], None], title=False)) == "cell 0 ('step_1 = 1')"
+    assert notebooks._running_cell(started_notebook(tmp_path / "c.ipynb", [None, None])) == "the kernel start"
+    assert notebooks._running_cell(tmp_path / "missing.ipynb") == "an unknown cell"
+
+
+def test_a_run_prints_nothing_unless_asked_to_stream_its_outputs_and_a_progress_bar(tmp_path, capfd, caplog):
+    notebooks.run(make_notebook(tmp_path), tmp_path / "quiet" / "deeper" / "tiny.ipynb", html=False)
+    out, err = capfd.readouterr()
+    assert "last cell ran" not in out + err and "Executing" not in err
+    assert not [record for record in caplog.records if record.name.startswith("papermill")]
+    notebooks.run(make_notebook(tmp_path), tmp_path / "loud.ipynb", html=False, log_output=True)
+    _, err = capfd.readouterr()
+    assert "Executing: 100%" in err  # the progress bar
+    assert "last cell ran" in caplog.text  # the cells' outputs, streamed through papermill's log
+
+
+def test_the_kernel_runs_with_its_own_log_at_errors_only(tmp_path):
+    """Its start-up warnings would be noise in every stage's log."""
+    out = notebooks.run(make_notebook(tmp_path, "import sys\nprint(sys.argv)"), tmp_path / "out.ipynb", html=False)
+    assert "'--IPKernelApp.log_level=ERROR'" in outputs_text(out)
+
+
+def test_the_executed_notebook_names_this_environments_kernel_and_language(tmp_path):
+    """Jupyter opens an executed notebook with the kernel its metadata names."""
+    metadata = nbformat.read(notebooks.run(make_notebook(tmp_path), tmp_path / "out.ipynb", html=False), as_version=4).metadata
+    assert metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    assert metadata["language_info"]["name"] == "python"

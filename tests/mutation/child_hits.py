@@ -1,6 +1,9 @@
-"""pytest plugin for `make mutate`: functions a test reaches in its child processes count as reached by that test.
+"""pytest plugin for `make mutate`: a test's child processes run the mutated code, and the functions they reach
+count as reached by that test.
 
-mutmut 3 learns which tests reach a function by recording hits in its own pytest process only. A sweep's steps
+A child started from another folder (`mnist run` from notebooks/, a kernel in its notebook's folder) would import
+mnist_lib from the editable install, the unmutated sources: the plugin puts mutmut's copy first on every child's
+PYTHONPATH. mutmut 3 learns which tests reach a function by recording hits in its own pytest process only. A sweep's steps
 (`python -m mnist_lib.executors`), `mnist ...` commands and notebook kernels are child processes, so the code they
 run counted as reached by no test and its mutants were never tried. While mutmut collects its stats this plugin
 puts `sitecustomize.py` (beside it) on the children's PYTHONPATH; each child writes its hits to a file when it
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 FOLDER = "MUTATE_CHILD_HITS"  # where children write their hits (one JSON list per process)
+ROOT = "MUTATE_ROOT"  # where a child reads mutmut's configuration (a kernel starts in its notebook's folder)
 
 
 def collecting() -> bool:
@@ -25,10 +29,14 @@ def collecting() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import mnist_lib
+
+    mutated = str(Path(mnist_lib.__file__).resolve().parents[1])  # the mnist_lib this process imports: mutmut's copy
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [mutated, here, os.environ.get("PYTHONPATH")]))
     if collecting() and FOLDER not in os.environ:
         os.environ[FOLDER] = tempfile.mkdtemp(prefix="mutate-hits-")
-        here = str(Path(__file__).resolve().parent)
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        os.environ[ROOT] = str(Path(mutated).parent)  # mutmut's working folder, where its setup.cfg is
 
 
 def child_hits(folder: Path) -> set[str]:

@@ -94,6 +94,9 @@ def run(module: str) -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
     print(f"== mutate {module} ({', '.join(MODULES[module])})", flush=True)
+    # which tests reach which function is learnt again: the tests, or what their child processes reach, may have
+    # changed since (mutmut would only add new tests' hits)
+    (folder / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     again = [name for name, status in results(folder, module).items() if status in ("survived", "no tests")]
     code = 0
     for names in ([again] if again else []) + [patterns(module)]:

@@ -19,5 +19,20 @@ def _write_hits() -> None:
         os.replace(path + ".part", path)
 
 
+def _read_configuration(root: str) -> None:
+    """mutmut reads its setup.cfg from the working folder when it records a first hit: read it now, from mutmut's
+    folder, as a child (a kernel in its notebook's folder, a command in a project) may run elsewhere."""
+    here = os.getcwd()
+    try:
+        os.chdir(root)
+        from mutmut.configuration import config
+
+        config()
+    finally:
+        os.chdir(here)
+
+
 if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("MUTATE_CHILD_HITS"):
+    if os.environ.get("MUTATE_ROOT"):
+        _read_configuration(os.environ["MUTATE_ROOT"])
     atexit.register(_write_hits)

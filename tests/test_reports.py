@@ -222,25 +222,3 @@ def test_index_and_evaluate_report_show_the_accuracy_and_every_image_in_chromium
     assert len(report["images"]) == FIGURES
     assert all(image["complete"] and image["width"] > 100 and image["shown"] > 100 for image in report["images"])
     assert all(url.startswith(("file:", "data:")) for url in report["requested"] + index["requested"]), report["requested"]
-
-
-def png_base64(colour: str) -> str:
-    """A real 2x2 PNG of one colour, base64-encoded as a notebook output holds it."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    buffer = BytesIO()
-    Image.new("RGB", (2, 2), colour).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def test_index_shows_each_reports_first_figure_not_a_later_one(tmp_path):
-    first, second = png_base64("red"), png_base64("blue")
-    figure_cell = lambda png: nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output(  # noqa: E731
-        "display_data", data={"image/png": png, "text/plain": "<Figure>"})])
-    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Two figures"),
-                                               figure_cell(first), figure_cell(second)])
-    nbformat.write(executed, tmp_path / "two.ipynb")
-    page = reports.build([tmp_path / "two.ipynb"], tmp_path / "reports").read_text()
-    assert f'<img src="data:image/png;base64,{first}"' in page and second not in page

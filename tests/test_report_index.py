@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import subprocess
+import sys
 from io import BytesIO
 from pathlib import Path
 
 import nbformat
+import pytest
 from PIL import Image
 
 from mnist_lib import reports
@@ -129,3 +134,62 @@ def test_the_headline_without_a_training_summary_or_interval_has_what_there_is(t
         "<dt>errors</dt><dd>5 of 10 test images</dd><dt>macro F1 / calibration error (ECE)</dt><dd>50.00% / 25.00%</dd>"
         '</dl><p><a href="04_evaluate.html#Confusion-matrix">confusion matrix</a> &middot; '
         '<a href="04_evaluate.html#Misclassified-test-images">error gallery</a></p></div>')
+
+
+PLAIN = {"model": "mlp", "epochs": 2, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.1, "lr_schedule": "constant"}
+
+
+@pytest.mark.parametrize(("config", "members", "words"), [
+    (PLAIN, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),  # no members recorded: the configured batch
+    (PLAIN, [{"seconds": 1}], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),  # a member without its batch
+    (PLAIN, [{"batch_size": 64}], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),
+    ({**PLAIN, "epochs": 1, "zoom": 0.15, "rotation": 0.0, "label_smoothing": 0.0, "ensemble_size": 2, "tta": False}, [],
+     "mlp, 1 epoch of batch 64, sgd 0.1 (constant), augmentation: zoom 0.15, ensemble of 2"),
+    ({**PLAIN, "ensemble_size": 1, "tta": True}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant), ensemble of 1 with test-time shifts"),
+    ({**PLAIN, "ensemble_size": 1, "tta": False, "shift": 0.0}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),
+])
+def test_the_headline_says_the_recipe_in_words(config, members, words):
+    page = reports.headline({"03_train.html": {"fit_seconds": 3.0, "config": config, "members": members}})
+    assert re.search(r"<dt>model and recipe</dt><dd>(.*?)</dd>", page).group(1) == words
+    assert "<dt>training</dt><dd>3 s</dd>" in page  # no speed recorded: none shown
+
+
+def test_a_split_summary_alone_gives_the_data_row_with_unknowns_marked_and_no_links(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"train_images": 10, "val_images": 2, "test_images": 3, "classes": 2}))
+    notebook = executed(tmp_path / "02_split.ipynb", [nbformat.v4.new_markdown_cell("# S")], {"out_dir": str(tmp_path)})
+    page = reports.build([notebook], tmp_path / "reports").read_text()
+    assert page[page.index('<div id="headline">'):page.index("<section>")] == (
+        '<div id="headline"><h2>Result</h2><dl><dt>data</dt><dd>?: 10 train / 2 validation / 3 test images, 2 classes '
+        "(?)</dd></dl></div>")
+
+
+def test_an_interval_with_one_bound_missing_is_not_shown():
+    metrics = {"test_accuracy": 0.5, "test_accuracy_ci95_low": 0.4, "n_errors": 1, "n_test": 2, "macro_f1": 0.5, "ece": 0.1}
+    assert "<dt>test accuracy</dt><dd>50.00%</dd>" in reports.headline({"04_evaluate.html": metrics})
+    assert "<dt>test accuracy</dt><dd>50.00%</dd>" in reports.headline(
+        {"04_evaluate.html": {**metrics, "test_accuracy_ci95_high": 0.6, "test_accuracy_ci95_low": None}})
+
+
+def test_whole_floats_printed_output_and_a_figure_split_over_lines(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"seconds": 2.0, "ratio": 100.0, "small": 0.00004}))
+    red = png_base64("red")
+    cells = [nbformat.v4.new_code_cell("print('hi')", outputs=[nbformat.v4.new_output("stream", name="stdout", text="hi\n")]),
+             figure_cell(red[:10] + "\n" + red[10:])]  # a notebook may keep its base64 in lines
+    notebook = executed(tmp_path / "03_train.ipynb", cells, {"out_dir": str(tmp_path)})
+    index = reports.build([notebook], tmp_path / "reports")
+    assert index == tmp_path / "reports" / "index.html"
+    page = index.read_text()
+    assert "<dt>seconds</dt><dd>2</dd><dt>ratio</dt><dd>100</dd><dt>small</dt><dd>0</dd>" in page
+    assert f'<img src="data:image/png;base64,{red}"' in page
+
+
+def test_hidden_code_reaches_each_report_and_the_index_is_utf8_whatever_the_locale(tmp_path):
+    notebook = executed(tmp_path / "01_eval.ipynb", [nbformat.v4.new_markdown_cell("# Évaluation ✓"),
+                                                  nbformat.v4.new_code_cell("secret_name = 1")], {})
+    script = f"from mnist_lib import reports; reports.build([{str(notebook)!r}], {str(tmp_path / 'reports')!r}, hide_code=True)"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}  # with -X utf8=0: an ASCII locale, as on some servers
+    done = subprocess.run([sys.executable, "-X", "utf8=0", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "reports" / "index.html").read_bytes().decode("utf-8")
+    assert "Évaluation ✓" in page and "code hidden" in page
+    assert "secret_name" not in (tmp_path / "reports" / "01_eval.html").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,29 @@ def test_the_executed_notebook_names_this_environments_kernel_and_language(tmp_p
     metadata = nbformat.read(notebooks.run(make_notebook(tmp_path), tmp_path / "out.ipynb", html=False), as_version=4).metadata
     assert metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     assert metadata["language_info"]["name"] == "python"
+
+
+def test_the_closing_line_names_the_outputs_folder_the_run_was_given_else_the_declared_one(tmp_path):
+    declared = tmp_path / "declared.py"
+    declared.write_text(TEMPLATE.format(body="pass").replace(
+        "rate = 0.5  # a number\n", 'rate = 0.5  # a number\nout_dir = "outputs/scratch/tiny"  # where results go\n'))
+    plain = make_notebook(tmp_path)  # declares no out_dir
+    cases = [(declared, {"parameters": {"out_dir": "/elsewhere", "count": 3}}, "; its outputs -> /elsewhere"),
+             (declared, {"parameters": {"count": 3}}, "; its outputs -> outputs/scratch/tiny"),
+             (declared, {}, "; its outputs -> outputs/scratch/tiny"),  # papermill metadata without parameters
+             (declared, None, "; its outputs -> outputs/scratch/tiny"),  # no papermill metadata at all
+             (plain, {"parameters": {"count": 3}}, "")]
+    for index, (notebook, papermill, tail) in enumerate(cases):
+        output = tmp_path / f"out{index}.ipynb"
+        executed = nbformat.v4.new_notebook()
+        if papermill is not None:
+            executed.metadata["papermill"] = papermill
+        nbformat.write(executed, output)
+        assert notebooks.executed_line(notebook, output) == f"{notebook}: executed -> {output}{tail}"
+
+
+def test_streaming_a_runs_outputs_leaves_the_root_logger_as_it_was(tmp_path):
+    root = logging.getLogger()
+    before = root.level
+    notebooks.run(make_notebook(tmp_path), tmp_path / "out.ipynb", html=False, log_output=True)
+    assert root.level == before and logging.getLogger("papermill").level == logging.INFO

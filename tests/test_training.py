@@ -346,3 +346,27 @@ def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, 
     _, history = fit_fresh(out_dir, parts["train"], parts["val"], TrainConfig(**{**config.__dict__, **other}))
     assert f"Ignoring {resume.resume_path(out_dir)}: saved for other parameters, data or versions" in capsys.readouterr().out
     assert history.attrs["resumed_from_epoch"] == 0 and history["epoch"].tolist() == [0, 1]
+
+
+def test_resume_states_sit_beside_the_output_folder_one_per_ensemble_member(tmp_path):
+    out_dir = tmp_path / "outputs" / "train"
+    assert resume.resume_path(out_dir) == tmp_path / "outputs" / "train.resume.npz"  # DVC empties train/ itself
+    assert resume.resume_path(out_dir, 0) == tmp_path / "outputs" / "train.member0.resume.npz"
+    assert resume.resume_path(str(out_dir), 2) == tmp_path / "outputs" / "train.member2.resume.npz"
+
+
+def test_an_ensemble_members_state_records_the_members_own_seed():
+    model, data, config, _ = tiny_run(Path("unused"))  # seed 1
+    assert resume.resume_fingerprint(model, data, data, config)["seed"] == 1
+    assert resume.resume_fingerprint(model, data, data, config, seed=3)["seed"] == 3  # member 2 trains with seed 1 + 2
+
+
+def test_removing_a_resume_state_removes_a_half_written_one_too_and_may_be_done_twice(tmp_path):
+    path = resume.resume_path(tmp_path / "train")
+    partial = path.with_name(path.name + ".partial")  # what a kill while saving leaves
+    path.write_bytes(b"state")
+    partial.write_bytes(b"half")
+    state = resume.ResumeState(path, {}, tmp_path / "history.csv", None)
+    state.remove()
+    assert not path.exists() and not partial.exists()
+    state.remove()  # nothing left: no error

@@ -37,7 +37,7 @@ MODULES: dict[str, list[str]] = {
     "split": ["tests/test_split.py"],
     "sweeps": ["tests/test_sweep_file.py", "tests/test_sweeps.py"],
     "executors": ["tests/test_sweeps.py"],
-    "resume": ["tests/test_training.py", "tests/test_recipes.py"],
+    "resume": ["tests/test_training.py"],
     "training": ["tests/test_training.py", "tests/test_recipes.py"],
     "modelfile": ["tests/test_modelfile.py"],
     "reports": ["tests/test_report_index.py", "tests/test_reports.py"],

@@ -358,3 +358,68 @@ def test_a_failing_cell_and_a_killed_step_reach_status_and_summary_with_their_ex
     assert dict(zip(table["run_id"], table["error"])) == expected and set(table["status"]) == {"failed"}
     assert json.loads((out / failing.run_id / "probe.result.json").read_text())["error"] == expected[failing.run_id]
     assert not (out / killed.run_id / "probe.result.json").exists()
+
+
+@pytest.mark.slow
+def test_a_step_stopped_by_ctrl_c_exits_130_saying_so_and_writes_no_result(tmp_path):
+    """No result file: the sweep records the run as interrupted and retries it next time."""
+    project = probe_project(tmp_path / "project")
+    meeting, result = tmp_path / "meeting", tmp_path / "probe.result.json"
+    meeting.mkdir()
+    request = {"notebook": "notebooks/probe.py", "parameter_file": str(project / "none.yaml"),
+               "output": str(tmp_path / "probe.ipynb"), "result": str(result),
+               "overrides": {"meeting": str(meeting), "runs": "2", "out_dir": str(tmp_path / "probe")}}  # waits for a second run
+    (project / "none.yaml").write_text("{}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    step = subprocess.Popen([sys.executable, "-m", "mnist_lib.executors", json.dumps(request)], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 120
+    while not (meeting / "1").exists():  # the waiting cell is running
+        assert step.poll() is None and time.monotonic() < deadline, step.communicate()
+        time.sleep(0.1)
+    step.send_signal(signal.SIGINT)
+    _, stderr = step.communicate(timeout=60)
+    assert step.returncode == 130 and stderr.splitlines()[-1] == "interrupted"
+    assert not result.exists()
+
+
+def test_the_processes_of_a_sweep_are_stopped_together_and_none_start_after(tmp_path):
+    processes = executors.Processes()
+    first, second = (processes.start([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2))
+    processes.done(first)  # finished, as far as the sweep knows: not its to stop
+    processes.stop_all()
+    assert second.wait(timeout=30) == -signal.SIGTERM and first.poll() is None
+    first.kill()
+    first.wait()
+    with pytest.raises(KeyboardInterrupt):
+        processes.start([sys.executable, "-c", "pass"])
+
+
+def test_how_a_step_process_ended_in_words():
+    assert executors._ended(0) == "exited with code 0"  # ended normally, yet wrote no result
+    assert executors._ended(2) == "exited with code 2"
+    assert executors._ended(-9) == "was killed by SIGKILL"
+    assert executors._ended(-200) == "was killed by signal 200"
+
+
+def test_threads_per_run_on_a_machine_that_does_not_say_its_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert executors.threads_per_run(1) == 1 and type(executors.threads_per_run(1)) is int
+    monkeypatch.setattr(os, "cpu_count", lambda: 5)
+    assert executors.threads_per_run(2) == 2 and type(executors.threads_per_run(2)) is int
+
+
+@pytest.mark.slow
+def test_a_run_folder_records_its_parameters_and_status_readably(tmp_path, monkeypatch):
+    project = probe_project(tmp_path / "project")
+    sweep = sweeps.load(probe_sweep(project, grid={"value": [7]}), project)
+    (run,) = sweep.runs
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    record = executors.execute_run(sweep.chain, run, str(tmp_path / "out"), str(project), 1)
+    folder = tmp_path / "out"
+    assert record["status"] == "done" and record["error"] == ""
+    assert (folder / "parameters.json").read_text() == json.dumps(
+        {"swept": {"value": 7}, "notebooks": {"notebooks/probe.py": {"value": 7}}}, indent=2) + "\n"
+    assert (folder / "probe.result.json").read_text() == '{\n  "status": "done",\n  "error": ""\n}\n'
+    assert (folder / "probe.log").read_text().splitlines()[-1] == (
+        f"notebooks/probe.py: executed -> {folder / 'notebooks' / 'probe.ipynb'}; its outputs -> {folder / 'probe'}")

@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 EQUIVALENT = Path(__file__).with_name("equivalent.yaml")
 TARGET = 0.85  # killed share of the non-equivalent mutants, per module
-# module -> the fast tests that claim its behaviour (files, or file::test; "-m 'not slow'" is added)
+# module -> the test files that claim its behaviour ("-m 'not slow'" is added, but for SLOW_TOO's modules)
 MODULES: dict[str, list[str]] = {
     "params": ["tests/test_params.py", "tests/test_runner.py", "tests/test_training.py", "tests/test_formats.py"],
     "notebooks": ["tests/test_runner.py"],

@@ -109,7 +109,13 @@ def run(module: str) -> int:
     (folder / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     again = [name for name, status in results(folder, module).items() if status in ("survived", "no tests")]
     code = 0
-    for names in ([again] if again else []) + [patterns(module)]:
+    if again:
+        code = subprocess.run([sys.executable, "-m", "mutmut", "run", *again], cwd=folder, env=env).returncode
+    # then the mutants never tried: all of them, or (named, as mutmut then tries even those it has a result for) the
+    # untried ones in scope
+    untried = [name for name, status in results(folder, module).items() if status == "not checked"]
+    names = untried if results(folder, module) and FUNCTIONS.get(module) else patterns(module)
+    if names or not FUNCTIONS.get(module):
         code = code or subprocess.run([sys.executable, "-m", "mutmut", "run", *names], cwd=folder, env=env).returncode
     return code
 

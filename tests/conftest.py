@@ -40,6 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     rank = {name: index for index, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(Path(item.path).relative_to(REPO / "tests").as_posix(), len(rank)))  # stable
 
+
 def draw_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """`count` images of digits drawn in white on black at random offsets and sizes, with their labels."""
     rng = np.random.default_rng(seed)

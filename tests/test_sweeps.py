@@ -263,9 +263,14 @@ def probe_sweep(project: Path, **spec) -> Path:
     return path
 
 
+def repo_on_path() -> str:
+    """PYTHONPATH with this checkout first, so a process started in another project imports this mnist_lib."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+
 def sweep_in(project: Path, *args: str) -> subprocess.CompletedProcess:
     """`mnist sweep` run from `project`, with this checkout's mnist_lib."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": repo_on_path()}
     return mnist("sweep", *args, "--no-report", cwd=project, env=env)
 
 
@@ -314,7 +319,7 @@ def test_each_of_n_parallel_runs_gets_the_cores_divided_by_n(tmp_path, monkeypat
     project = probe_project(tmp_path / "project")
     sweep = sweeps.load(probe_sweep(project, grid={"value": [1, 2]}), project)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
     records = []
     executors.run_local(sweep, tmp_path / "out", project, jobs=2, report=lambda run, record: records.append(record))
     assert [record["status"] for record in records] == ["done", "done"]
@@ -370,7 +375,7 @@ def test_a_step_stopped_by_ctrl_c_exits_130_saying_so_and_writes_no_result(tmp_p
                "output": str(tmp_path / "probe.ipynb"), "result": str(result),
                "overrides": {"meeting": str(meeting), "runs": "2", "out_dir": str(tmp_path / "probe")}}  # waits for a second run
     (project / "none.yaml").write_text("{}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": repo_on_path()}
     step = subprocess.Popen([sys.executable, "-m", "mnist_lib.executors", json.dumps(request)], cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
@@ -414,7 +419,7 @@ def test_a_run_folder_records_its_parameters_and_status_readably(tmp_path, monke
     project = probe_project(tmp_path / "project")
     sweep = sweeps.load(probe_sweep(project, grid={"value": [7]}), project)
     (run,) = sweep.runs
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
     record = executors.execute_run(sweep.chain, run, str(tmp_path / "out"), str(project), 1)
     folder = tmp_path / "out"
     assert record["status"] == "done" and record["error"] == ""

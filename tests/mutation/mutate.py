@@ -83,9 +83,7 @@ def prepare(module: str) -> Path:
             shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "runs"))
         else:
             shutil.copy2(source, target)
-    tests = MODULES[module]
-    files = sorted({test.split("::")[0] for test in tests})
-    lists = {"tests_dir": files, "also_copy": ["params/", "notebooks/", "dvc.yaml", "README.md", "tests/"],
+    lists = {"tests_dir": sorted(MODULES[module]), "also_copy": ["params/", "notebooks/", "dvc.yaml", "README.md", "tests/"],
              "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-p", "child_hits",
                                      *([] if module in SLOW_TOO else ["-m", "not slow"]),
                                      *(f"--deselect={test}" for test in SOURCE_SCANS + SLOW_TOO.get(module, []))]}
@@ -111,13 +109,16 @@ def run(module: str) -> int:
     code = 0
     if again:
         code = subprocess.run([sys.executable, "-m", "mutmut", "run", *again], cwd=folder, env=env).returncode
-    # then the mutants never tried: all of them, or (named, as mutmut then tries even those it has a result for) the
-    # untried ones in scope
-    untried = [name for name, status in results(folder, module).items() if status == "not checked"]
-    names = untried if results(folder, module) and FUNCTIONS.get(module) else patterns(module)
-    if names or not FUNCTIONS.get(module):
-        code = code or subprocess.run([sys.executable, "-m", "mutmut", "run", *names], cwd=folder, env=env).returncode
-    return code
+    # then the mutants never tried: all of them (mutmut skips those with a result), or the module's in scope, named
+    # (mutmut tries a named mutant even when it has a result: once recorded, only the untried ones are named)
+    found = results(folder, module)
+    if not FUNCTIONS.get(module) or not found:
+        names = patterns(module)
+    else:
+        names = [name for name, status in found.items() if status == "not checked"]
+        if not names:
+            return code
+    return code or subprocess.run([sys.executable, "-m", "mutmut", "run", *names], cwd=folder, env=env).returncode
 
 
 def patterns(module: str) -> list[str]:

@@ -119,7 +119,11 @@ def test_the_index_page_written_out_by_hand(tmp_path):
         "</body></html>\n"
     )
     assert page[page.index('<div id="headline">'):] == expected
-    assert "<title>MNIST pipeline reports</title>" in page and "in pipeline order.</p>" in page
+    style = reports.INDEX_STYLE
+    assert page[:page.index('<div id="headline">')] == (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>MNIST pipeline reports</title>'
+        f"<style>{style}</style></head><body><h1>MNIST pipeline reports</h1>"
+        "<p>One report per executed notebook, in pipeline order.</p>")
     hidden = reports.build(notebooks[4:5], tmp_path / "hidden", hide_code=True).read_text()
     assert "in pipeline order, code hidden.</p><section>" in hidden  # no results: no headline
 
@@ -147,6 +151,8 @@ PLAIN = {"model": "mlp", "epochs": 2, "batch_size": 64, "optimizer": "sgd", "lea
      "mlp, 1 epoch of batch 64, sgd 0.1 (constant), augmentation: zoom 0.15, ensemble of 2"),
     ({**PLAIN, "ensemble_size": 1, "tta": True}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant), ensemble of 1 with test-time shifts"),
     ({**PLAIN, "ensemble_size": 1, "tta": False, "shift": 0.0}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),
+    # a summary written before ensembles were recorded: one network
+    ({**PLAIN, "tta": True}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant), ensemble of 1 with test-time shifts"),
 ])
 def test_the_headline_says_the_recipe_in_words(config, members, words):
     page = reports.headline({"03_train.html": {"fit_seconds": 3.0, "config": config, "members": members}})

@@ -118,7 +118,7 @@ def test_training_subsets_are_seeded_and_nested(labels):
 
 def test_training_subset_that_would_drop_a_class_says_how_many_to_keep():
     labels = np.repeat(np.arange(10), 10)
-    with pytest.raises(ValueError, match="train_size 5 leaves class \\d without a training image; keep at least 10"):
+    with pytest.raises(ValueError, match="train_size 5 leaves class \\d without a training image; keep at least 10 images$"):
         split.stratified_subset(labels, 5, seed=0)
 
 

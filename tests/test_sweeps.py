@@ -328,6 +328,65 @@ def test_each_of_n_parallel_runs_gets_the_cores_divided_by_n(tmp_path, monkeypat
         assert seen == {"OMP_NUM_THREADS": "4", "TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "2"}
 
 
+@pytest.mark.slow
+def test_a_dask_cluster_gets_each_pending_run_once_under_its_name_with_the_smallest_workers_threads(tmp_path, monkeypatch):
+    from distributed import Scheduler, SpecCluster, Worker
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Keys(SchedulerPlugin):
+        """The keys of the tasks the scheduler was given."""
+        def __init__(self) -> None:
+            self.keys: set[str] = set()
+
+        def transition(self, key, start, finish, *args, **kwargs) -> None:
+            self.keys.add(key)
+
+    project = probe_project(tmp_path / "project")
+    sweep = sweeps.load(probe_sweep(project, grid={"value": [1, 2, 3]}), project)
+    done, *todo = sweep.runs
+    (project / "out" / done.run_id).mkdir(parents=True)
+    (project / "out" / done.run_id / "status.json").write_text('{"status": "done"}')  # finished before: not sent
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
+    monkeypatch.chdir(project)  # `mnist sweep` gives folders as typed: relative here
+    workers = {name: {"cls": Worker, "options": {"nthreads": threads}} for name, threads in (("one", 1), ("three", 3))}
+    keys, records = Keys(), {}
+    with SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}) as cluster:
+        cluster.scheduler.add_plugin(keys)
+        executors.run_dask(sweep, Path("out"), Path("."), cluster.scheduler_address,
+                           lambda run, record: records.update({run.run_id: record["status"]}))
+    assert records == {run.run_id: "done" for run in todo}
+    assert keys.keys == {f"probe-{run.run_id}" for run in todo}
+    for run in todo:  # the least threads any worker has: 1
+        seen = json.loads((project / "out" / run.run_id / "probe" / "summary.json").read_text())
+        assert seen == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    assert not (project / "out" / done.run_id / "probe").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_local_sweep_stops_the_running_steps_at_once_and_starts_no_other(tmp_path, monkeypatch):
+    project = probe_project(tmp_path / "project")
+    meeting, out = tmp_path / "meeting", tmp_path / "out"
+    meeting.mkdir()  # the waiting run waits there (a minute) for a partner that never comes
+    runs = [{"value": 1}, {"value": 2, "meeting": str(meeting), "runs": 2}, {"value": 3}, {"value": 4}]
+    sweep = sweeps.load(probe_sweep(project, runs=runs), project)
+    first, waiting, third, last = sweep.runs
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
+    reported = []
+
+    def report(run, record):  # Ctrl-C reaches the sweep when the second run is reported
+        reported.append((run.run_id, record["status"]))
+        if len(reported) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executors.run_local(sweep, out, project, jobs=2, report=report)
+    # two at a time: the first and the waiting one, then the third in the first one's place
+    assert reported == [(first.run_id, "done"), (third.run_id, "done")]  # each reported when it ended
+    assert executors.status(out / waiting.run_id) == {}  # stopped, not left to finish: retried next time
+    assert not (out / last.run_id).exists()  # never started, not even its folder
+    assert [run.run_id for run in executors.pending(sweep, out)] == [waiting.run_id, last.run_id]
+
+
 def test_a_step_returns_the_runners_own_error_and_its_process_writes_it_as_the_result(tmp_path):
     project = probe_project(tmp_path / "project")
     (tmp_path / "typo.yaml").write_text("valeu: 2\n")
@@ -340,6 +399,25 @@ def test_a_step_returns_the_runners_own_error_and_its_process_writes_it_as_the_r
                "result": str(tmp_path / "probe.result.json")}
     assert executors.main([json.dumps(request)]) == 1
     assert json.loads((tmp_path / "probe.result.json").read_text()) == {"status": "failed", "error": str(caught.value)}
+
+
+@pytest.mark.slow
+def test_a_run_on_a_cluster_worker_logs_its_steps_error_and_gets_its_threads(tmp_path, monkeypatch):
+    """execute_run without a sweep's process registry, as a Dask worker calls it: the same log and status."""
+    project = probe_project(tmp_path / "project")
+    (step,) = sweeps.load(probe_sweep(project, grid={"value": [1]}), project).chain
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")  # the worker's own setting: not what the run gets
+    folder = tmp_path / "run"
+    record = executors.execute_run((step,), sweeps.Run("typo", {"valeu": 2}, ({"valeu": 2},)), str(folder), str(project), 3)
+    error = (f"notebooks/probe.py does not declare valeu (from {folder / 'probe.yaml'}); its parameters are: value, "
+             "out_dir, meeting, runs, fail_flag, die_value")
+    assert (record["status"], record["error"]) == ("failed", error)
+    assert (folder / "probe.log").read_text() == f"error: {error}\n"
+    record = executors.execute_run((step,), sweeps.Run("good", {"value": 1}, ({"value": 1},)), str(folder), str(project), 3)
+    assert record["status"] == "done"
+    seen = json.loads((folder / "probe" / "summary.json").read_text())
+    assert seen == {"OMP_NUM_THREADS": "3", "TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "2"}
 
 
 @pytest.mark.slow
@@ -359,6 +437,7 @@ def test_a_failing_cell_and_a_killed_step_reach_status_and_summary_with_their_ex
     for run_id, error in expected.items():
         assert json.loads((out / run_id / "status.json").read_text())["error"] == error
         assert f"{run_id}: failed: {error}" in done.stdout  # the progress bar's report of a failure
+    assert (out / failing.run_id / "probe.log").read_text() == f"error: {expected[failing.run_id]}\n"  # all it says
     table = pd.read_csv(out / "summary.csv")
     assert dict(zip(table["run_id"], table["error"])) == expected and set(table["status"]) == {"failed"}
     assert json.loads((out / failing.run_id / "probe.result.json").read_text())["error"] == expected[failing.run_id]
@@ -407,6 +486,33 @@ def test_how_a_step_process_ended_in_words():
     assert executors._ended(-200) == "was killed by signal 200"
 
 
+def test_a_sweep_names_what_is_wrong_in_a_steps_parameter_file_and_every_undeclared_name(tmp_path, monkeypatch):
+    project = probe_project(tmp_path / "project")
+    path, step_file = project / "probe.yaml", project / "probe_params.yaml"
+    chain = [{"notebook": "notebooks/probe.py", "parameter_files": ["probe_params.yaml"]}]
+    path.write_text(yaml.safe_dump({"chain": chain, "grid": {"value": [1]}}))
+    step_file.write_text("valeu: 2\n")
+    with pytest.raises(ParameterError) as caught:
+        sweeps.load(path, project)
+    assert str(caught.value) == ("notebooks/probe.py does not declare valeu (from its parameter files); its parameters "
+                                 "are: value, out_dir, meeting, runs, fail_flag, die_value")
+    step_file.write_text("runs: many\n")
+    with pytest.raises(ParameterError) as caught:
+        sweeps.load(path, project)
+    assert str(caught.value) == "runs from its parameter files: expected an integer, got 'many' (str)"
+    step_file.write_text("runs: 2\n")
+    path.write_text(yaml.safe_dump({"chain": chain, "grid": {"epoch": [1], "lr": [0.1]}}))
+    with pytest.raises(ParameterError) as caught:
+        sweeps.load(path, project)
+    assert str(caught.value) == (f"{path}: run 1 sets epoch, lr, which no notebook of the chain declares; the declared "
+                                 "parameters are: die_value, fail_flag, meeting, out_dir, runs, value")
+    path.write_text(yaml.safe_dump({"chain": chain, "grid": {"value": [3]}}))
+    monkeypatch.chdir(project)  # paths relative to the folder it runs in, as `mnist sweep` gives them
+    sweep = sweeps.load("probe.yaml")
+    assert (sweep.name, sweep.path, sweep.swept_names) == ("probe", Path("probe.yaml"), ["value"])
+    assert sweep.runs[0].values == ({"runs": 2, "value": 3},)
+
+
 def test_threads_per_run_on_a_machine_that_does_not_say_its_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert executors.threads_per_run(1) == 1 and type(executors.threads_per_run(1)) is int
@@ -417,14 +523,17 @@ def test_threads_per_run_on_a_machine_that_does_not_say_its_cores(monkeypatch):
 @pytest.mark.slow
 def test_a_run_folder_records_its_parameters_and_status_readably(tmp_path, monkeypatch):
     project = probe_project(tmp_path / "project")
-    sweep = sweeps.load(probe_sweep(project, grid={"value": [7]}), project)
+    sweep = sweeps.load(probe_sweep(project, fixed={"value": 7}, grid={"runs": [1]}), project)
     (run,) = sweep.runs
     monkeypatch.setenv("PYTHONPATH", repo_on_path())
     record = executors.execute_run(sweep.chain, run, str(tmp_path / "out"), str(project), 1)
     folder = tmp_path / "out"
-    assert record["status"] == "done" and record["error"] == ""
-    assert (folder / "parameters.json").read_text() == json.dumps(
-        {"swept": {"value": 7}, "notebooks": {"notebooks/probe.py": {"value": 7}}}, indent=2) + "\n"
+    assert record == {"status": "done", "error": "", "seconds": record["seconds"]} and record["seconds"] > 0
+    assert (folder / "status.json").read_text() == json.dumps(record, indent=2) + "\n"
+    assert (folder / "parameters.json").read_text() == json.dumps(  # in the order the sweep file gives them
+        {"swept": {"runs": 1}, "notebooks": {"notebooks/probe.py": {"value": 7, "runs": 1}}}, indent=2) + "\n"
+    assert (folder / "probe.yaml").read_text() == "value: 7\nruns: 1\n"  # what the step ran with
     assert (folder / "probe.result.json").read_text() == '{\n  "status": "done",\n  "error": ""\n}\n'
+    assert (folder / "notebooks" / "probe.ipynb").is_file() and (folder / "notebooks" / "probe.html").is_file()
     assert (folder / "probe.log").read_text().splitlines()[-1] == (
         f"notebooks/probe.py: executed -> {folder / 'notebooks' / 'probe.ipynb'}; its outputs -> {folder / 'probe'}")

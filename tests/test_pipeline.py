@@ -172,12 +172,38 @@ def test_dvc_metrics_and_plots_read_the_outputs(repo):
     assert "Confusion matrix, row-normalised" in page and "Calibration" in page and "gallery.png" in page
 
 
-def test_changing_train_params_reruns_train_evaluate_report_only(repo):
+def test_changed_train_params_rerun_train_evaluate_report_and_a_training_killed_mid_run_resumes(repo):
     sh(["git", "add", "dvc.lock"], repo)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first run"], repo)
-    set_params(repo, "train", batch_size=32)
-    done = sh(["dvc", "repro"], repo)
-    assert ran(done.stdout) == ["train", "evaluate", "report"]
+    epochs = 4
+    set_params(repo, "train", epochs=epochs, batch_size=16)
+    state, out = resume.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
+    first = subprocess.Popen(["dvc", "repro"], cwd=repo, env=environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not state.is_file():  # written after the first epoch
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    kernel_of(first.pid).send_signal(signal.SIGKILL)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode != 0 and "kernel died" in stderr and ran(stdout) == ["train"]
+    with np.load(state) as saved:
+        done = json.loads(str(saved["meta"]))["epochs_done"]
+    assert 1 <= done < epochs, "the kill came after the last epoch: nothing left to resume"
+    rows_at_kill = (out / "history.csv").read_text().splitlines()
+    assert len(rows_at_kill) == 1 + done
+
+    resumed = sh(["dvc", "repro"], repo)
+    assert ran(resumed.stdout) == ["train", "evaluate", "report"]  # the stages the change reaches, no others
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] == done and summary["epochs_run"] == epochs
+    history = (out / "history.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(epochs))  # every epoch once, none rerun
+    assert history[: 1 + done] == rows_at_kill  # the epochs before the kill were not trained again
+    assert not state.exists() and sorted(p.name for p in out.iterdir()) == [
+        "curves.png", "history.csv", "model.keras", "model.keras.sha256", "summary.json"]
+    assert summary["model_sha256"] == sha256(out / "model.keras")
+    assert evaluation.load_model(out / "model.keras").output_shape == (None, 10)
     # `dvc metrics diff` shows what the change did against the committed run.
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo).stdout)["outputs/evaluate/metrics.json"]
     assert diff["test_loss"]["old"] != diff["test_loss"]["new"]
@@ -242,38 +268,6 @@ def test_each_kind_of_change_makes_exactly_its_own_stages_stale(repo):
     assert stale(repo) == set()
 
 
-def test_a_training_killed_mid_run_resumes_on_the_next_repro(repo):
-    epochs = 4
-    set_params(repo, "train", epochs=epochs, batch_size=16)
-    state, out = resume.resume_path(repo / "outputs" / "train"), repo / "outputs" / "train"
-    first = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=environment(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not state.is_file():  # written after the first epoch
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.02)
-    kernel_of(first.pid).send_signal(signal.SIGKILL)
-    _, stderr = first.communicate(timeout=120)
-    assert first.returncode != 0 and "kernel died" in stderr
-    with np.load(state) as saved:
-        done = json.loads(str(saved["meta"]))["epochs_done"]
-    assert 1 <= done < epochs, "the kill came after the last epoch: nothing left to resume"
-    rows_at_kill = (out / "history.csv").read_text().splitlines()
-    assert len(rows_at_kill) == 1 + done
-
-    resumed = sh(["dvc", "repro", "train"], repo)
-    assert ran(resumed.stdout) == ["train"]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["resumed_from_epoch"] == done and summary["epochs_run"] == epochs
-    history = (out / "history.csv").read_text().splitlines()
-    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(epochs))  # every epoch once, none rerun
-    assert history[: 1 + done] == rows_at_kill  # the epochs before the kill were not trained again
-    assert not state.exists() and sorted(p.name for p in out.iterdir()) == [
-        "curves.png", "history.csv", "model.keras", "model.keras.sha256", "summary.json"]
-    assert summary["model_sha256"] == sha256(out / "model.keras")
-    assert evaluation.load_model(out / "model.keras").output_shape == (None, 10)
-
-
 def test_reverting_train_params_restores_every_output_from_the_run_cache(repo):
     set_params(repo, "train", epochs=1, batch_size=TRAIN_DEFAULTS["batch_size"])  # the first repro's values
     done = sh(["dvc", "repro"], repo)
@@ -315,19 +309,22 @@ def test_a_second_concurrent_repro_is_refused_and_the_first_finishes_cleanly(rep
 def test_a_queued_dvc_experiment_runs_and_dvc_exp_show_lists_it(repo):
     sh(["git", "add", "-A"], repo)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "baseline"], repo)
-    # An evaluate parameter, so the experiment reruns evaluate and report only (no training: the suite stays short).
-    sh(["dvc", "exp", "run", "--queue", "-n", "smaller", "-S", "params/evaluate.yaml:gallery_size=16"], repo)
+    # A report parameter, so the experiment reruns the report stage only (no kernel: the suite stays short).
+    sh(["dvc", "exp", "run", "--queue", "-n", "codeless", "-S", "params/report.yaml:hide_code=true"], repo)
     sh(["dvc", "queue", "start", "-j", "1"], repo)
     deadline = time.monotonic() + 600
-    while not re.search(r"smaller\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
+    while not re.search(r"codeless\s.*(Success|Failed)", status := sh(["dvc", "queue", "status"], repo).stdout):
         assert time.monotonic() < deadline, status
         time.sleep(2)
-    assert re.search(r"smaller\s.*Success", status), sh(["dvc", "queue", "logs", "smaller"], repo, check=False).stdout[-3000:]
+    assert re.search(r"codeless\s.*Success", status), sh(["dvc", "queue", "logs", "codeless"], repo, check=False).stdout[-3000:]
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], repo).stdout))}
-    assert rows["smaller"]["gallery_size"] == "16" and 0.0 <= float(rows["smaller"]["test_accuracy"]) <= 1.0
+    assert rows["codeless"]["hide_code"] == "True" and 0.0 <= float(rows["codeless"]["test_accuracy"]) <= 1.0
     workspace = json.loads((repo / "outputs" / "evaluate" / "metrics.json").read_text())
-    assert float(rows["smaller"]["test_accuracy"]) == pytest.approx(workspace["test_accuracy"])  # same model, again
-    assert yaml.safe_load((repo / "params" / "evaluate.yaml").read_text())["gallery_size"] == 32  # workspace untouched
+    assert float(rows["codeless"]["test_accuracy"]) == pytest.approx(workspace["test_accuracy"])  # same model, same data
+    assert yaml.safe_load((repo / "params" / "report.yaml").read_text())["hide_code"] is False  # workspace untouched
+    assert "code hidden" not in (repo / "outputs" / "reports" / "index.html").read_text()
+    sh(["dvc", "exp", "apply", "codeless"], repo)  # the experiment's own outputs, from the cache
+    assert "in pipeline order, code hidden.</p>" in (repo / "outputs" / "reports" / "index.html").read_text()
 
 
 def test_a_bad_csv_row_stops_the_split_stage_naming_file_and_row_and_keeps_every_earlier_output(tmp_path):

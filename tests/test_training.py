@@ -4,6 +4,7 @@ killed with SIGKILL resumes after its last finished epoch and ends exactly as an
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -322,14 +323,25 @@ def test_a_run_stopped_after_an_epoch_resumes_in_process_to_the_uninterrupted_we
     assert not state.exists() and not state.with_name(state.name + ".partial").exists()
 
 
+MLP_RESUMED = {**RESUMED, "model": "mlp", "epochs": 2, "rotation": 0.0, "zoom": 0.0, "shift": 0.0}
+
+
+@pytest.fixture(scope="module")
+def mlp_killed(tmp_path_factory) -> Path:
+    """The resume state an MLP run of MLP_RESUMED left when it was killed after its first epoch."""
+    out_dir = tmp_path_factory.mktemp("killed") / "train"
+    with pytest.raises(Killed):
+        fit_fresh(out_dir, *resumable_data(), TrainConfig(**MLP_RESUMED), kill_after=0)
+    return resume.resume_path(out_dir)
+
+
 @pytest.mark.parametrize("change", ["seed", "learning_rate", "a training label", "a training pixel", "a validation label",
                                     "a validation pixel"])
-def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, capsys, change):
+def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, capsys, change, mlp_killed):
     train, val = resumable_data()
-    config = TrainConfig(**{**RESUMED, "model": "mlp", "epochs": 2, "rotation": 0.0, "zoom": 0.0, "shift": 0.0})
+    config = TrainConfig(**MLP_RESUMED)
     out_dir = tmp_path / "train"
-    with pytest.raises(Killed):
-        fit_fresh(out_dir, train, val, config, kill_after=0)
+    shutil.copy(mlp_killed, resume.resume_path(out_dir))  # the state the same run left: restored as it is
     parts = {"train": train, "val": val}
     part = "val" if "validation" in change else "train"
     data = parts[part]
@@ -346,6 +358,15 @@ def test_a_resume_state_saved_for_other_data_or_parameters_is_ignored(tmp_path, 
     _, history = fit_fresh(out_dir, parts["train"], parts["val"], TrainConfig(**{**config.__dict__, **other}))
     assert f"Ignoring {resume.resume_path(out_dir)}: saved for other parameters, data or versions" in capsys.readouterr().out
     assert history.attrs["resumed_from_epoch"] == 0 and history["epoch"].tolist() == [0, 1]
+
+
+def test_the_shared_killed_state_resumes_the_run_that_left_it(tmp_path, capsys, mlp_killed):
+    """The state the test above changes one thing against: unchanged, the run resumes from it."""
+    out_dir = tmp_path / "train"
+    shutil.copy(mlp_killed, resume.resume_path(out_dir))
+    _, history = fit_fresh(out_dir, *resumable_data(), TrainConfig(**MLP_RESUMED))
+    assert f"Resuming after epoch 1 from {resume.resume_path(out_dir)}" in capsys.readouterr().out
+    assert history.attrs["resumed_from_epoch"] == 1 and history["epoch"].tolist() == [0, 1]
 
 
 def test_resume_states_sit_beside_the_output_folder_one_per_ensemble_member(tmp_path):

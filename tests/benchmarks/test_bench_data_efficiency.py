@@ -52,22 +52,23 @@ def test_the_default_recipe_learns_a_15_class_rgb_folder_of_300_pictures(colour_
 def test_the_benchmark_keeps_its_runs_and_writes_table_chart_and_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # the recipes are read from params/
     write_tiny_mnist(tmp_path / "raw", n_train=300, n_test=100)
-    argv = ["--sizes", "100", "all", "--seeds", "1", "--recipes", "fast", "reference", "--no-folder",
+    argv = ["--sizes", "100", "all", "--seeds", "1", "--recipes", "fast", "--no-folder",  # the fast profile: 2 epochs
             "--raw-dir", str(tmp_path / "raw"), "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
     assert bench_data_efficiency.main(argv) == 0
     runs = {path.name: json.loads(path.read_text()) for path in (tmp_path / "runs").glob("*.json")}
-    assert sorted(runs) == ["fast-100-seed1.json", "fast-all-seed1.json", "reference-100-seed1.json", "reference-all-seed1.json"]
+    assert sorted(runs) == ["fast-100-seed1.json", "fast-all-seed1.json"]
     assert runs["fast-100-seed1.json"]["train_images"] == 100 and runs["fast-all-seed1.json"]["train_images"] == 270
-    assert runs["reference-100-seed1.json"]["val_images"] == 30 and runs["reference-100-seed1.json"]["test_images"] == 100
+    assert runs["fast-100-seed1.json"]["val_images"] == 30 and runs["fast-100-seed1.json"]["test_images"] == 100
     section = json.loads((tmp_path / "data_efficiency.json").read_text())
     assert [row[:2] for row in section["rows"]] == [["MNIST 100", 100], ["MNIST all", 270]]
     fast = runs["fast-100-seed1.json"]["test_accuracy"] * 100
     assert section["rows"][0][3] == f"{fast:.2f} +- 0.00 (1)" and section["rows"][0][2] == ""  # no default run
+    assert section["rows"][0][4] == ""  # nor a reference run
     assert section["chart"][0] == "```mermaid" and "x-axis [100, all]" in section["chart"][3]
     assert (tmp_path / "data_efficiency.png").stat().st_size > 5000
     capsys.readouterr()
     assert bench_data_efficiency.main(argv) == 0
-    assert capsys.readouterr().out.count("done before") == 4
+    assert capsys.readouterr().out.count("done before") == 2
 
 
 def test_the_targets_compare_the_default_with_the_best_recipe_within_one_sd():

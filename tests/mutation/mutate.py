@@ -52,14 +52,15 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
 # modules whose code runs in child processes, which only tests marked slow start: those run too, except these
 # (minutes each, against every mutant)
 SLOW_TOO: dict[str, list[str]] = {"executors": [
-    "tests/test_sweeps.py::test_a_2x2_grid_runs_in_parallel_with_a_failing_run_reported_and_one_summary",
+    "tests/test_sweeps.py::test_a_grid_and_added_runs_run_in_parallel_with_a_failing_run_reported_and_one_summary",
     "tests/test_sweeps.py::test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs",
     "tests/test_sweeps.py::test_runs_go_to_a_dask_cluster"]}
 # what a module's score does not show, rendered under the table
 NOTES = {
     "executors": "its code runs in a sweep's worker threads and in each step's child process "
                  "(`python -m mnist_lib.executors`); what a test's child processes reach counts for that test "
-                 "(tests/mutation/child_hits.py). Not run against it: the 2x2 grid, Ctrl-C and Dask sweep tests.",
+                 "(tests/mutation/child_hits.py). Not run against it: the grid, Ctrl-C and Dask tests through "
+                 "`mnist sweep` (minutes each; other tests reach the same code in seconds).",
 }
 # tests that read the source text itself (mutmut's copy holds every mutant's code side by side): not run there
 SOURCE_SCANS = ["tests/test_modelfile.py::test_no_code_loads_a_model_unsafely_or_around_the_hash_check"]

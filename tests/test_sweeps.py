@@ -176,43 +176,48 @@ def default_sigint() -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs(tmp_path, tiny_split):
-    path = write_sweep(tmp_path, "resume", tiny_split, steps=1, fixed={"epochs": 1, "model": "mlp"}, grid={"seed": [1, 2, 3]})
-    out = tmp_path / "out"
+def test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs(tmp_path):
+    project = probe_project(tmp_path / "project")
+    meeting, out = tmp_path / "meeting", tmp_path / "out"
+    meeting.mkdir()  # runs 2 and 3 wait there (a minute each) until 9 runs have signed in
+    waiting = {"meeting": str(meeting), "runs": 9}
+    path = probe_sweep(project, runs=[{"value": 1}, {"value": 2, **waiting}, {"value": 3, **waiting}])
+    env = {**os.environ, "PYTHONPATH": repo_on_path()}
     sweep = subprocess.Popen([sys.executable, "-m", "mnist_lib.cli", "sweep", str(path), "--out", str(out),
-                              "--no-report"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, preexec_fn=default_sigint)
+                              "--no-report"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
-    while not list(out.glob("*/status.json")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    first = list(out.glob("*/status.json"))
-    assert first, "no run finished in time"
+    while not (meeting / "2").exists() and time.monotonic() < deadline:  # run 1 finished; run 2 is waiting
+        time.sleep(0.2)
+    assert (meeting / "2").exists(), "run 2 did not start in time"
     os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends to the whole foreground group
     _, stderr = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, stderr[-2000:]
+    first, second, third = sweeps.load(path, project).runs
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/status.json")}
-    assert 1 <= len(finished) < 3
-    assert all(json.loads((out / run / "status.json").read_text())["status"] == "done" for run in finished)
+    assert list(finished) == [first.run_id] and executors.status(out / first.run_id)["status"] == "done"
 
-    again = mnist("sweep", str(path), "--out", str(out), "--no-report")
+    for name in range(1, 10):  # nine sign in: the waiting runs go straight through when retried
+        (meeting / str(name)).touch()
+    again = sweep_in(project, str(path), "--out", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"3 run(s), {len(finished)} already done" in again.stdout
+    assert "3 run(s), 1 already done" in again.stdout
     assert {run: (out / run / "status.json").stat().st_mtime_ns for run in finished} == finished  # not redone
     assert (pd.read_csv(out / "summary.csv")["status"] == "done").all()
 
 
 @pytest.mark.slow
-def test_runs_go_to_a_dask_cluster(tmp_path, tiny_split):
+def test_runs_go_to_a_dask_cluster(tmp_path):
     from dask.distributed import LocalCluster
 
-    path = write_sweep(tmp_path, "dask", tiny_split, steps=1, fixed={"epochs": 1, "model": "mlp"}, grid={"seed": [1, 2]})
-    out = tmp_path / "out"
+    project = probe_project(tmp_path / "project")
+    path, out = probe_sweep(project, grid={"value": [1, 2]}), tmp_path / "out"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        done = mnist("sweep", str(path), "--executor", "dask", "--scheduler", cluster.scheduler_address,
-                     "--out", str(out), "--no-report")
+        done = sweep_in(project, str(path), "--executor", "dask", "--scheduler", cluster.scheduler_address,
+                        "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(out / "summary.csv")
-    assert list(table["status"]) == ["done", "done"] and sorted(table["seed"]) == [1, 2]
+    assert list(table["status"]) == ["done", "done"] and sorted(table["value"]) == [1, 2]
 
 
 # --- scheduling, shown with a probe notebook that takes a kernel start and no training ---------------------------

@@ -50,17 +50,15 @@ FUNCTIONS: dict[str, tuple[str, ...]] = {
                 "key_results", "first_figure", "title"),
 }
 # modules whose code runs in child processes, which only tests marked slow start: those run too, except these
-# (minutes each, against every mutant)
+# (a minute and more each, against every mutant)
 SLOW_TOO: dict[str, list[str]] = {"executors": [
-    "tests/test_sweeps.py::test_a_grid_and_added_runs_run_in_parallel_with_a_failing_run_reported_and_one_summary",
-    "tests/test_sweeps.py::test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs",
-    "tests/test_sweeps.py::test_runs_go_to_a_dask_cluster"]}
+    "tests/test_sweeps.py::test_a_grid_and_added_runs_run_in_parallel_with_a_failing_run_reported_and_one_summary"]}
 # what a module's score does not show, rendered under the table
 NOTES = {
     "executors": "its code runs in a sweep's worker threads and in each step's child process "
                  "(`python -m mnist_lib.executors`); what a test's child processes reach counts for that test "
-                 "(tests/mutation/child_hits.py). Not run against it: the grid, Ctrl-C and Dask tests through "
-                 "`mnist sweep` (minutes each; other tests reach the same code in seconds).",
+                 "(tests/mutation/child_hits.py). Not run against it: the grid test, which trains and evaluates three "
+                 "models (other tests reach the same code in seconds).",
 }
 # tests that read the source text itself (mutmut's copy holds every mutant's code side by side): not run there
 SOURCE_SCANS = ["tests/test_modelfile.py::test_no_code_loads_a_model_unsafely_or_around_the_hash_check"]
@@ -153,7 +151,7 @@ def render(root: Path = REPO / "outputs" / "mutate", equivalent_file: Path = EQU
     lines = ["# Mutation testing", "",
              f"`make mutate` (mutmut, {mutmut_version()}), rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. "
              "Each module's mutants ran against its own fast tests (`-m 'not slow'`; executors: its sweep tests but "
-             "the three that take minutes); a mutant is killed when a "
+             "the one that takes minutes); a mutant is killed when a "
              "test fails or times out. Score: killed / (mutants - equivalent). Target: >= "
              f"{TARGET:.0%} per module.", "",
              "| module | tests | mutants | killed | survived | not tested (no test reached it, or not run) | equivalent | score | target |",

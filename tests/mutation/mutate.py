@@ -82,7 +82,8 @@ def prepare(module: str) -> Path:
             shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "runs"))
         else:
             shutil.copy2(source, target)
-    lists = {"tests_dir": sorted(MODULES[module]), "also_copy": ["params/", "notebooks/", "dvc.yaml", "README.md", "tests/"],
+    lists = {"pytest_add_cli_args_test_selection": sorted(MODULES[module]),
+             "also_copy": ["params/", "notebooks/", "dvc.yaml", "README.md", "tests/"],
              "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-p", "child_hits",
                                      *([] if module in SLOW_TOO else ["-m", "not slow"]),
                                      *(f"--deselect={test}" for test in SOURCE_SCANS + SLOW_TOO.get(module, []))]}

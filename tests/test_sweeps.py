@@ -355,7 +355,7 @@ def test_a_dask_cluster_gets_each_pending_run_once_under_its_name_with_the_small
     (project / "out" / done.run_id / "status.json").write_text('{"status": "done"}')  # finished before: not sent
     monkeypatch.setenv("PYTHONPATH", repo_on_path())
     monkeypatch.chdir(project)  # `mnist sweep` gives folders as typed: relative here
-    workers = {name: {"cls": Worker, "options": {"nthreads": threads}} for name, threads in (("one", 1), ("three", 3))}
+    workers = {name: {"cls": Worker, "options": {"nthreads": threads}} for name, threads in (("two", 2), ("three", 3))}
     keys, records = Keys(), {}
     with SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}) as cluster:
         cluster.scheduler.add_plugin(keys)
@@ -363,9 +363,9 @@ def test_a_dask_cluster_gets_each_pending_run_once_under_its_name_with_the_small
                            lambda run, record: records.update({run.run_id: record["status"]}))
     assert records == {run.run_id: "done" for run in todo}
     assert keys.keys == {f"probe-{run.run_id}" for run in todo}
-    for run in todo:  # the least threads any worker has: 1
+    for run in todo:  # the least threads any worker has: 2
         seen = json.loads((project / "out" / run.run_id / "probe" / "summary.json").read_text())
-        assert seen == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+        assert seen == {"OMP_NUM_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}
     assert not (project / "out" / done.run_id / "probe").exists()
 
 
@@ -406,6 +406,18 @@ def test_a_step_returns_the_runners_own_error_and_its_process_writes_it_as_the_r
                "result": str(tmp_path / "probe.result.json")}
     assert executors.main([json.dumps(request)]) == 1
     assert json.loads((tmp_path / "probe.result.json").read_text()) == {"status": "failed", "error": str(caught.value)}
+
+
+@pytest.mark.slow
+def test_a_step_process_exits_0_when_its_notebook_ran(tmp_path, monkeypatch):
+    project = probe_project(tmp_path / "project")
+    (tmp_path / "good.yaml").write_text("value: 1\n")
+    monkeypatch.chdir(project)
+    request = {"notebook": "notebooks/probe.py", "parameter_file": str(tmp_path / "good.yaml"),
+               "output": str(tmp_path / "probe.ipynb"), "overrides": {"out_dir": str(tmp_path / "probe")},
+               "result": str(tmp_path / "probe.result.json")}
+    assert executors.main([json.dumps(request)]) == 0
+    assert json.loads((tmp_path / "probe.result.json").read_text()) == {"status": "done", "error": ""}
 
 
 @pytest.mark.slow

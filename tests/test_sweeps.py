@@ -193,7 +193,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_skips_the_finished_runs(tmp_path):
     os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends to the whole foreground group
     _, stderr = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, stderr[-2000:]
-    first, second, third = sweeps.load(path, project).runs
+    first = sweeps.load(path, project).runs[0]
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/status.json")}
     assert list(finished) == [first.run_id] and executors.status(out / first.run_id)["status"] == "done"
 
@@ -253,6 +253,9 @@ if meeting:
     while len(list(pathlib.Path(meeting).iterdir())) < runs and time.monotonic() < deadline:
         time.sleep(0.1)
 '''
+
+
+PROBE_DECLARES = "value, out_dir, meeting, runs, fail_flag, die_value"  # its parameters cell, in order
 
 
 def probe_project(folder: Path) -> Path:
@@ -429,8 +432,7 @@ def test_a_run_on_a_cluster_worker_logs_its_steps_error_and_gets_its_threads(tmp
     monkeypatch.setenv("OMP_NUM_THREADS", "64")  # the worker's own setting: not what the run gets
     folder = tmp_path / "run"
     record = executors.execute_run((step,), sweeps.Run("typo", {"valeu": 2}, ({"valeu": 2},)), str(folder), str(project), 3)
-    error = (f"notebooks/probe.py does not declare valeu (from {folder / 'probe.yaml'}); its parameters are: value, "
-             "out_dir, meeting, runs, fail_flag, die_value")
+    error = f"notebooks/probe.py does not declare valeu (from {folder / 'probe.yaml'}); its parameters are: {PROBE_DECLARES}"
     assert (record["status"], record["error"]) == ("failed", error)
     assert (folder / "probe.log").read_text() == f"error: {error}\n"
     record = executors.execute_run((step,), sweeps.Run("good", {"value": 1}, ({"value": 1},)), str(folder), str(project), 3)
@@ -514,7 +516,7 @@ def test_a_sweep_names_what_is_wrong_in_a_steps_parameter_file_and_every_undecla
     with pytest.raises(ParameterError) as caught:
         sweeps.load(path, project)
     assert str(caught.value) == ("notebooks/probe.py does not declare valeu (from its parameter files); its parameters "
-                                 "are: value, out_dir, meeting, runs, fail_flag, die_value")
+                                 f"are: {PROBE_DECLARES}")
     step_file.write_text("runs: many\n")
     with pytest.raises(ParameterError) as caught:
         sweeps.load(path, project)

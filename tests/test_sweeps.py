@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
@@ -558,3 +559,54 @@ def test_a_run_folder_records_its_parameters_and_status_readably(tmp_path, monke
     assert (folder / "notebooks" / "probe.ipynb").is_file() and (folder / "notebooks" / "probe.html").is_file()
     assert (folder / "probe.log").read_text().splitlines()[-1] == (
         f"notebooks/probe.py: executed -> {folder / 'notebooks' / 'probe.ipynb'}; its outputs -> {folder / 'probe'}")
+
+
+@pytest.mark.slow
+def test_a_run_runs_its_steps_in_order_and_stops_at_the_first_that_fails(tmp_path, monkeypatch):
+    """Two steps, the second refused: the first ran, the run is recorded failed with the second's error, its time
+    is its clock's in tenths of a second, and no step process is left registered as running."""
+    project = probe_project(tmp_path / "project")
+    (project / "notebooks" / "probe_again.py").write_text(PROBE)
+    chain = (sweeps.Step("notebooks/probe.py", (), {"out_dir": "{run}/probe"}),
+             sweeps.Step("notebooks/probe_again.py", (), {"out_dir": "{run}/again"}))
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
+    folder, processes = tmp_path / "run", executors.Processes()
+    clock = iter([100.0, 103.456])  # the run's start and end, as its clock reads them
+    monkeypatch.setattr(executors, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    record = executors.execute_run(chain, sweeps.Run("two", {}, ({"value": 1}, {"valeu": 2})), str(folder),
+                                   str(project), 1, processes)
+    error = (f"notebooks/probe_again.py does not declare valeu (from {folder / 'probe_again.yaml'}); its parameters "
+             f"are: {PROBE_DECLARES}")
+    assert (record["status"], record["error"]) == ("failed", error)
+    assert json.loads((folder / "probe" / "summary.json").read_text())["OMP_NUM_THREADS"] == "1"  # the first ran
+    assert not (folder / "again").exists()
+    assert processes.running == set()
+    assert type(record["seconds"]) is float and record["seconds"] == 3.5  # 3.456 s in tenths
+    assert executors.status(folder) == record
+
+
+@pytest.mark.slow
+def test_runs_sent_to_a_dask_cluster_before_any_worker_joined_get_one_thread(tmp_path, monkeypatch):
+    import threading
+
+    from distributed import Scheduler, SpecCluster, Worker
+
+    project = probe_project(tmp_path / "project")
+    sweep = sweeps.load(probe_sweep(project, grid={"value": [1]}), project)
+    monkeypatch.setenv("PYTHONPATH", repo_on_path())
+    records = {}
+    with SpecCluster(workers={}, worker={"cls": Worker, "options": {"nthreads": 3}},
+                     scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}) as cluster:
+        sweeping = threading.Thread(target=executors.run_dask, args=(
+            sweep, tmp_path / "out", project, cluster.scheduler_address,
+            lambda run, record: records.update({run.run_id: record["status"]})))
+        sweeping.start()
+        deadline = time.monotonic() + 60
+        while not cluster.scheduler.tasks and time.monotonic() < deadline:  # the run is sent, with no worker
+            time.sleep(0.05)
+        assert cluster.scheduler.tasks and not cluster.scheduler.workers
+        cluster.scale(1)  # then a worker of 3 threads joins and runs it
+        sweeping.join(timeout=120)
+    assert records == {sweep.runs[0].run_id: "done"}
+    seen = json.loads((tmp_path / "out" / sweep.runs[0].run_id / "probe" / "summary.json").read_text())
+    assert seen == {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}

@@ -224,6 +224,29 @@ def test_a_corrupt_or_foreign_resume_state_is_ignored_and_training_starts_from_e
     assert not state.exists()
 
 
+class Planted:
+    """An object whose unpickling creates a file: what a booby-trapped resume state would hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_resume_state_holding_a_pickled_object_is_ignored_without_unpickling_it(tmp_path, capsys):
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    state, marker = resume.resume_path(out_dir), tmp_path / "unpickled"
+    np.savez(state, meta=np.array("{}"), model_0=np.array([Planted(marker)], dtype=object))
+    restoring = resume.ResumeState(state, resume.resume_fingerprint(model, data, data, config), out_dir / "history.csv",
+                                   None)
+    assert restoring.restore(model) == 0
+    assert not marker.exists()
+    assert capsys.readouterr().out == (f"Ignoring {state}: unreadable (Object arrays cannot be loaded when "
+                                       "allow_pickle=False); training starts from epoch 1\n")
+
+
 def test_a_run_killed_after_it_stopped_early_trains_no_more_and_keeps_its_best_weights(tmp_path):
     # batch 8: 64 images make the 8 steps an epoch needs, so `fit` trains with this very configuration (a lowered
     # batch size would be another configuration, and its resume state would be ignored as saved for other parameters)

@@ -180,7 +180,8 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(7)
     stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
-    stopper.wait, stopper.best, stopper.best_epoch, stopper.best_weights = 1, 0.5, 0, [w * 0 for w in model.get_weights()]
+    stopper.wait, stopper.best, stopper.best_epoch, stopper.stopped_epoch = 1, 0.5, 2, 4  # none at its reset value
+    stopper.best_weights = [w * 0 for w in model.get_weights()]
     fingerprint = resume.resume_fingerprint(model, data, data, config)
     (out_dir / "history.csv").write_bytes(b"epoch,accuracy\r\n0,0.5\r\n")
     saving = resume.ResumeState(resume.resume_path(out_dir), fingerprint, out_dir / "history.csv", stopper)
@@ -197,7 +198,7 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
     restoring.on_train_begin()
     assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
     assert int(fresh.optimizer.iterations.numpy()) == 7
-    assert (fresh_stopper.wait, fresh_stopper.best, fresh_stopper.best_epoch) == (1, 0.5, 0)
+    assert (fresh_stopper.wait, fresh_stopper.best, fresh_stopper.best_epoch, fresh_stopper.stopped_epoch) == (1, 0.5, 2, 4)
     assert all(np.array_equal(a, b) for a, b in zip(fresh_stopper.best_weights, stopper.best_weights))
     assert (out_dir / "history.csv").read_bytes() == b"epoch,accuracy\r\n0,0.5\r\n"
 
@@ -398,6 +399,48 @@ def test_an_ensemble_members_state_records_the_members_own_seed():
     model, data, config, _ = tiny_run(Path("unused"))  # seed 1
     assert resume.resume_fingerprint(model, data, data, config)["seed"] == 1
     assert resume.resume_fingerprint(model, data, data, config, seed=3)["seed"] == 3  # member 2 trains with seed 1 + 2
+
+
+def test_a_stopper_without_a_best_value_yet_is_saved_and_restored_as_such(tmp_path):
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    training.compile_model(model, config, 2)
+    model.optimizer.build(model.trainable_variables)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3)
+    stopper.on_train_begin()  # no epoch has reported val_accuracy
+    (out_dir / "history.csv").write_text("epoch\n")
+    fingerprint = resume.resume_fingerprint(model, data, data, config)
+    saving = resume.ResumeState(resume.resume_path(out_dir), fingerprint, out_dir / "history.csv", stopper)
+    saving.set_model(model)
+    saving.on_epoch_end(0)
+    fresh_stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3)
+    fresh_stopper.best = 0.9
+    restoring = resume.ResumeState(resume.resume_path(out_dir), fingerprint, out_dir / "history.csv", fresh_stopper)
+    assert restoring.restore(model) == 1
+    restoring.on_train_begin()
+    assert fresh_stopper.best is None
+
+
+def test_a_state_is_written_beside_the_last_one_and_renamed_over_it(tmp_path):
+    """Written whole to STATE.partial first: a failed rename (here a folder in the way; a kill, in life) leaves the
+    last good state in place and the new one under the name `remove` cleans up."""
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    training.compile_model(model, config, 2)
+    model.optimizer.build(model.trainable_variables)
+    (out_dir / "history.csv").write_text("epoch\n")
+    path = resume.resume_path(out_dir)
+    path.mkdir()  # the rename over it fails
+    saving = resume.ResumeState(path, {}, out_dir / "history.csv", None)
+    saving.set_model(model)
+    with pytest.raises(OSError):
+        saving.on_epoch_end(0)
+    partial = path.with_name(path.name + ".partial")
+    with np.load(partial, allow_pickle=False) as written:
+        assert json.loads(str(written["meta"]))["epochs_done"] == 1
+    path.rmdir()
+    saving.remove()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
 
 
 def test_removing_a_resume_state_removes_a_half_written_one_too_and_may_be_done_twice(tmp_path):

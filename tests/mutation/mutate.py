@@ -105,7 +105,10 @@ def run(module: str) -> int:
     # which tests reach which function is learnt again: the tests, or what their child processes reach, may have
     # changed since (mutmut would only add new tests' hits)
     (folder / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    again = [name for name, status in results(folder, module).items() if status in ("survived", "no tests")]
+    # survivors are tested again, but for those judged equivalent: no test tells them apart, and each takes every test
+    judged = (yaml.safe_load(EQUIVALENT.read_text()) or {}).get(module) or {}
+    again = [name for name, status in results(folder, module).items()
+             if status in ("survived", "no tests") and name not in judged]
     code = 0
     if again:
         code = subprocess.run([sys.executable, "-m", "mutmut", "run", *again], cwd=folder, env=env).returncode

@@ -173,11 +173,18 @@ def tiny_run(tmp_path: Path, **change) -> tuple[keras.Model, Dataset, TrainConfi
     return models.build_model("mlp", data.image_shape, 10), data, config, tmp_path / "train"
 
 
-def test_the_resume_state_restores_variables_early_stopping_progress_best_weights_and_history(tmp_path):
+def compiled_tiny_run(tmp_path: Path) -> tuple[keras.Model, Dataset, TrainConfig, Path]:
+    """`tiny_run`'s, with the model compiled, its optimizer's variables made and the output folder created: what a
+    resume state saves at an epoch's end."""
     model, data, config, out_dir = tiny_run(tmp_path)
     out_dir.mkdir()
     training.compile_model(model, config, 2)
     model.optimizer.build(model.trainable_variables)
+    return model, data, config, out_dir
+
+
+def test_the_resume_state_restores_variables_early_stopping_progress_best_weights_and_history(tmp_path):
+    model, data, config, out_dir = compiled_tiny_run(tmp_path)
     model.optimizer.iterations.assign(7)
     stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
     stopper.wait, stopper.best, stopper.best_epoch, stopper.stopped_epoch = 1, 0.5, 2, 4  # none at its reset value
@@ -402,10 +409,7 @@ def test_an_ensemble_members_state_records_the_members_own_seed():
 
 
 def test_a_stopper_without_a_best_value_yet_is_saved_and_restored_as_such(tmp_path):
-    model, data, config, out_dir = tiny_run(tmp_path)
-    out_dir.mkdir()
-    training.compile_model(model, config, 2)
-    model.optimizer.build(model.trainable_variables)
+    model, data, config, out_dir = compiled_tiny_run(tmp_path)
     stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3)
     stopper.on_train_begin()  # no epoch has reported val_accuracy
     (out_dir / "history.csv").write_text("epoch\n")
@@ -424,10 +428,7 @@ def test_a_stopper_without_a_best_value_yet_is_saved_and_restored_as_such(tmp_pa
 def test_a_state_is_written_beside_the_last_one_and_renamed_over_it(tmp_path):
     """Written whole to STATE.partial first: a failed rename (here a folder in the way; a kill, in life) leaves the
     last good state in place and the new one under the name `remove` cleans up."""
-    model, data, config, out_dir = tiny_run(tmp_path)
-    out_dir.mkdir()
-    training.compile_model(model, config, 2)
-    model.optimizer.build(model.trainable_variables)
+    model, data, config, out_dir = compiled_tiny_run(tmp_path)
     (out_dir / "history.csv").write_text("epoch\n")
     path = resume.resume_path(out_dir)
     path.mkdir()  # the rename over it fails

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -295,14 +297,18 @@ class Killed(Exception):
 
 
 class KillAfterEpoch(keras.callbacks.Callback):
-    """Raise `Killed` at the end of epoch `epoch` (0-based); `fit` runs it after the resume state has been saved."""
+    """Raise `Killed` at the end of epoch `epoch` (0-based) of the `in_fit`-th `fit` it is given to (an ensemble's
+    member); `fit` runs it after the resume state has been saved."""
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, in_fit: int = 0):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.in_fit, self.fits = epoch, in_fit, -1
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.fits += 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch == self.epoch:
+        if (self.fits, epoch) == (self.in_fit, self.epoch):
             raise Killed(f"after epoch {epoch + 1}")
 
 
@@ -453,3 +459,75 @@ def test_removing_a_resume_state_removes_a_half_written_one_too_and_may_be_done_
     state.remove()
     assert not path.exists() and not partial.exists()
     state.remove()  # nothing left: no error
+
+
+# --- train: members, their seeds and what it adds up ------------------------------------------------------------
+# Blank images with 6 of each class: a network sees one input, so it answers one class for all, and its validation
+# accuracy is exactly chance (10%), which `train` warns about.
+PLAIN_MLP = dict(GOOD, model="mlp", epochs=2, learning_rate=0.01, seed=3)
+
+
+def blank(count: int) -> Dataset:
+    return Dataset(np.zeros((count, 28, 28, 1), np.uint8), np.arange(count, dtype=np.int64) % 10, tuple("0123456789"))
+
+
+class Recorder(keras.callbacks.Callback):
+    """Each fit's initial weights and the time from its start to its end (which sleeps 0.3 s, so that every member
+    takes long enough to be told apart in a total)."""
+
+    def __init__(self):
+        super().__init__()
+        self.initial, self.spans = [], []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.initial.append(self.model.get_weights())
+        self.started = time.perf_counter()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        time.sleep(0.3)
+        self.spans.append(time.perf_counter() - self.started)
+
+
+def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_images_and_warnings(tmp_path):
+    config = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))
+    train, val, recorder = blank(60), blank(20), Recorder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, history = training.train(train, val, config, tmp_path, live_plot=False, callbacks=[recorder])
+    for member, weights in enumerate(recorder.initial):  # seed + member, each
+        expected = training.build(config, train.image_shape, 10, seed=3 + member).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(weights, expected))
+    assert history.index.tolist() == [0, 1, 2, 3] and history["member"].tolist() == [0, 0, 1, 1]
+    assert sum(recorder.spans) <= history.attrs["fit_seconds"] < sum(recorder.spans) + 0.25
+    assert history.attrs["images_seen"] == 2 * 60 * 2  # members x training images (60 each) x epochs
+    assert history.attrs["batch_sizes"] == [8, 8]  # 60 images: batches of 8 make the 8 steps an epoch needs
+    chance = ("validation accuracy never rose above 10.0%, near chance (10.0% for 10 classes): the model learned "
+              "nothing that carries over.")
+    assert [alert[:len(chance) + 10] for alert in history.attrs["warnings"]] == [f"member {k}: {chance}" for k in (0, 1)]
+    mine = [warning for warning in caught if str(warning.message).startswith("member ")]
+    assert [str(warning.message) for warning in mine] == history.attrs["warnings"]
+    assert {warning.filename for warning in mine} == {__file__}  # pointed at the caller of train
+
+
+def test_train_by_default_resumes_a_killed_run_draws_live_plots_and_keeps_a_finished_member(tmp_path):
+    single, out = TrainConfig(**PLAIN_MLP), tmp_path / "single"
+    out.mkdir()
+    with pytest.raises(Killed):
+        training.train(blank(60), blank(20), single, out, live_plot=False, callbacks=[KillAfterEpoch(0)])
+    plt.close("all")
+    with warnings.catch_warnings(record=True):
+        _, history = training.train(blank(60), blank(20), single, out)  # resume and live plots left to the defaults
+    assert len(plt.get_fignums()) == 1  # the live plot of the one epoch left
+    plt.close("all")
+    assert (history.attrs["resumed_from_epoch"], history.attrs["epochs_this_run"]) == (1, 1)
+    assert "member" not in history and history.index.tolist() == [0, 1]
+    assert [alert.split(",")[0] for alert in history.attrs["warnings"]] == ["validation accuracy never rose above 10.0%"]
+
+    ensemble, out = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2)), tmp_path / "ensemble"
+    out.mkdir()
+    with pytest.raises(Killed):  # in member 1's first epoch: member 0 has finished
+        training.train(blank(60), blank(20), ensemble, out, live_plot=False, callbacks=[KillAfterEpoch(0, in_fit=1)])
+    with warnings.catch_warnings(record=True):
+        _, history = training.train(blank(60), blank(20), ensemble, out, live_plot=False)
+    assert (history.attrs["resumed_from_epoch"], history.attrs["epochs_this_run"]) == (2 + 1, 1)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ensemble", "single"]  # no state left beside

@@ -472,12 +472,12 @@ def blank(count: int) -> Dataset:
 
 
 class Recorder(keras.callbacks.Callback):
-    """Each fit's initial weights and the time from its start to its end (which sleeps 0.3 s, so that every member
-    takes long enough to be told apart in a total)."""
+    """Each fit's initial weights, the time from its start to its end (which sleeps 0.3 s, so that every member
+    takes long enough to be told apart in a total), and the files in `folder` at its end."""
 
-    def __init__(self):
+    def __init__(self, folder: Path):
         super().__init__()
-        self.initial, self.spans = [], []
+        self.folder, self.initial, self.spans, self.files = folder, [], [], []
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.initial.append(self.model.get_weights())
@@ -486,18 +486,24 @@ class Recorder(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         time.sleep(0.3)
         self.spans.append(time.perf_counter() - self.started)
+        self.files.append(sorted(path.name for path in self.folder.iterdir()))
 
 
 def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_images_and_warnings(tmp_path):
+    """Without resume states, too: none to clean up."""
     config = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))
-    train, val, recorder = blank(60), blank(20), Recorder()
+    train, val, recorder = blank(60), blank(20), Recorder(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, history = training.train(train, val, config, tmp_path, live_plot=False, callbacks=[recorder])
+        _, history = training.train(train, val, config, tmp_path, live_plot=False, resume=False, callbacks=[recorder])
     for member, weights in enumerate(recorder.initial):  # seed + member, each
         expected = training.build(config, train.image_shape, 10, seed=3 + member).get_weights()
         assert all(np.array_equal(a, b) for a, b in zip(weights, expected))
     assert history.index.tolist() == [0, 1, 2, 3] and history["member"].tolist() == [0, 0, 1, 1]
+    # each member logs to a file of its own while the ensemble trains; then one history.csv holds them all
+    assert recorder.files == [["history.member0.csv"], ["history.member0.csv", "history.member1.csv"]]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv"]
+    assert list(pd.read_csv(tmp_path / "history.csv").columns) == list(history.columns)  # no index column
     assert sum(recorder.spans) <= history.attrs["fit_seconds"] < sum(recorder.spans) + 0.25
     assert history.attrs["images_seen"] == 2 * 60 * 2  # members x training images (60 each) x epochs
     assert history.attrs["batch_sizes"] == [8, 8]  # 60 images: batches of 8 make the 8 steps an epoch needs

@@ -11,6 +11,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import matplotlib.pyplot as plt
@@ -472,27 +473,27 @@ def blank(count: int) -> Dataset:
 
 
 class Recorder(keras.callbacks.Callback):
-    """Each fit's initial weights, the time from its start to its end (which sleeps 0.3 s, so that every member
-    takes long enough to be told apart in a total), and the files in `folder` at its end."""
+    """Each fit's initial weights, and the files in `folder` and the optimizer steps taken at its end."""
 
     def __init__(self, folder: Path):
         super().__init__()
-        self.folder, self.initial, self.spans, self.files = folder, [], [], []
+        self.folder, self.initial, self.files, self.steps = folder, [], [], []
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.initial.append(self.model.get_weights())
-        self.started = time.perf_counter()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        time.sleep(0.3)
-        self.spans.append(time.perf_counter() - self.started)
         self.files.append(sorted(path.name for path in self.folder.iterdir()))
+        self.steps.append(int(self.model.optimizer.iterations.numpy()))
 
 
-def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_images_and_warnings(tmp_path):
+def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_images_and_warnings(tmp_path, capsys,
+                                                                                                  monkeypatch):
     """Without resume states, too: none to clean up."""
     config = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))
     train, val, recorder = blank(60), blank(20), Recorder(tmp_path)
+    clock = iter([10.0, 12.5, 20.0, 21.25])  # each member's fit starts and ends
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, history = training.train(train, val, config, tmp_path, live_plot=False, resume=False, callbacks=[recorder])
@@ -504,7 +505,7 @@ def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_imag
     assert recorder.files == [["history.member0.csv"], ["history.member0.csv", "history.member1.csv"]]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["history.csv"]
     assert list(pd.read_csv(tmp_path / "history.csv").columns) == list(history.columns)  # no index column
-    assert sum(recorder.spans) <= history.attrs["fit_seconds"] < sum(recorder.spans) + 0.25
+    assert history.attrs["fit_seconds"] == 2.5 + 1.25  # the members' fit times, as the clock gave them
     assert history.attrs["images_seen"] == 2 * 60 * 2  # members x training images (60 each) x epochs
     assert history.attrs["batch_sizes"] == [8, 8]  # 60 images: batches of 8 make the 8 steps an epoch needs
     chance = ("validation accuracy never rose above 10.0%, near chance (10.0% for 10 classes): the model learned "
@@ -513,6 +514,10 @@ def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_imag
     mine = [warning for warning in caught if str(warning.message).startswith("member ")]
     assert [str(warning.message) for warning in mine] == history.attrs["warnings"]
     assert {warning.filename for warning in mine} == {__file__}  # pointed at the caller of train
+    assert [warning for warning in caught if issubclass(warning.category, UserWarning)] == mine  # and no other
+    lowered = "batch_size 32 -> 8: 60 training images, at least 8 steps an epoch"
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("batch_size")] == [lowered] * 2
+    assert recorder.steps == [2 * 8, 2 * 8]  # 8 steps an epoch, as said
 
 
 def test_train_by_default_resumes_a_killed_run_draws_live_plots_and_keeps_a_finished_member(tmp_path):
@@ -533,7 +538,21 @@ def test_train_by_default_resumes_a_killed_run_draws_live_plots_and_keeps_a_fini
     out.mkdir()
     with pytest.raises(Killed):  # in member 1's first epoch: member 0 has finished
         training.train(blank(60), blank(20), ensemble, out, live_plot=False, callbacks=[KillAfterEpoch(0, in_fit=1)])
+    for member in (0, 1):  # each member's state: its own seed, and the early-stopping state that restores best weights
+        with np.load(resume.resume_path(out, member), allow_pickle=False) as state:
+            meta = json.loads(str(state["meta"]))
+            assert meta["fingerprint"]["seed"] == 3 + member and meta["early_stopping"]["best"] == pytest.approx(0.1)
+            assert "best_0" in state.files
     with warnings.catch_warnings(record=True):
         _, history = training.train(blank(60), blank(20), ensemble, out, live_plot=False)
     assert (history.attrs["resumed_from_epoch"], history.attrs["epochs_this_run"]) == (2 + 1, 1)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ensemble", "single"]  # no state left beside
+
+
+def test_fit_draws_a_live_plot_each_epoch_by_default(tmp_path):
+    model, data, config, out_dir = tiny_run(tmp_path)
+    out_dir.mkdir()
+    plt.close("all")
+    training.fit(model, data, data, config, out_dir, resume=False)
+    assert len(plt.get_fignums()) == config.epochs == 2
+    plt.close("all")

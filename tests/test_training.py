@@ -550,7 +550,8 @@ def test_train_by_default_resumes_a_killed_run_draws_live_plots_and_keeps_a_fini
 
 
 def test_fit_draws_a_live_plot_each_epoch_by_default(tmp_path):
-    model, data, config, out_dir = tiny_run(tmp_path)
+    """Here without early stopping, too (no patience, no best weights to restore): no stopper."""
+    model, data, config, out_dir = tiny_run(tmp_path, restore_best_weights=False)
     out_dir.mkdir()
     plt.close("all")
     training.fit(model, data, data, config, out_dir, resume=False)

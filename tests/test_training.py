@@ -515,8 +515,10 @@ def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_imag
     assert [str(warning.message) for warning in mine] == history.attrs["warnings"]
     assert {warning.filename for warning in mine} == {__file__}  # pointed at the caller of train
     assert [warning for warning in caught if issubclass(warning.category, UserWarning)] == mine  # and no other
-    lowered = "batch_size 32 -> 8: 60 training images, at least 8 steps an epoch"
-    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("batch_size")] == [lowered] * 2
+    lowered, printed = "batch_size 32 -> 8: 60 training images, at least 8 steps an epoch", capsys.readouterr().out
+    assert [line for line in printed.splitlines() if line.startswith("batch_size")] == [lowered] * 2
+    epoch_lines = [line for line in printed.splitlines() if line.startswith("8/8")]  # one plain line an epoch
+    assert len(epoch_lines) == 2 * 2 and all(line.startswith("8/8 - ") for line in epoch_lines), epoch_lines
     assert recorder.steps == [2 * 8, 2 * 8]  # 8 steps an epoch, as said
 
 
@@ -557,3 +559,18 @@ def test_fit_draws_a_live_plot_each_epoch_by_default(tmp_path):
     training.fit(model, data, data, config, out_dir, resume=False)
     assert len(plt.get_fignums()) == config.epochs == 2
     plt.close("all")
+
+
+def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_would(tmp_path):
+    """Initial weights, batch order and resume fingerprint: all from seed + k (on the member's own data)."""
+    images, labels = draw_digits(64, seed=5)
+    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    member = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))
+    alone = TrainConfig(**dict(PLAIN_MLP, seed=4))
+    weights = []
+    for config, k, out in ((member, 1, tmp_path / "member"), (alone, None, tmp_path / "alone")):
+        out.mkdir()
+        model = training.build(config, data.image_shape, 10, seed=4)
+        training.fit(model, data, data, config, out, member=k, live_plot=False, resume=False)
+        weights.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))

@@ -513,7 +513,10 @@ def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_imag
     assert [alert[:len(chance) + 10] for alert in history.attrs["warnings"]] == [f"member {k}: {chance}" for k in (0, 1)]
     mine = [warning for warning in caught if str(warning.message).startswith("member ")]
     assert [str(warning.message) for warning in mine] == history.attrs["warnings"]
-    assert {warning.filename for warning in mine} == {__file__}  # pointed at the caller of train
+    where = {warning.filename for warning in mine}  # pointed at the caller of train: never inside the library
+    assert not any(Path(name).is_relative_to(Path(training.__file__).parent) for name in where), where
+    if "mutmut" not in sys.modules:  # (mutation testing wraps train in a trampoline: a frame more)
+        assert where == {__file__}
     assert [warning for warning in caught if issubclass(warning.category, UserWarning)] == mine  # and no other
     lowered, printed = "batch_size 32 -> 8: 60 training images, at least 8 steps an epoch", capsys.readouterr().out
     assert [line for line in printed.splitlines() if line.startswith("batch_size")] == [lowered] * 2

@@ -565,7 +565,8 @@ def test_fit_draws_a_live_plot_each_epoch_by_default(tmp_path):
 
 
 def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_would(tmp_path):
-    """Initial weights, batch order and resume fingerprint: all from seed + k (on the member's own data)."""
+    """Initial weights and batch order both from seed + k (on the member's own data); the member's resume
+    fingerprint is checked in the killed-ensemble test above."""
     images, labels = draw_digits(64, seed=5)
     data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
     member = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))

@@ -56,6 +56,20 @@ def draw_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.n
     return images, labels
 
 
+def digit_dataset(count: int, seed: int):
+    """`draw_digits` as a `Dataset`: 28x28x1 uint8 images, int64 labels, the classes "0".."9"."""
+    from mnist_lib.records import DIGITS, Dataset
+
+    images, labels = draw_digits(count, seed)
+    return Dataset(images[..., None], labels.astype(np.int64), DIGITS)
+
+
+def same_weights(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    """Whether two lists of weight arrays (`Model.get_weights()`, best weights) are the same length and equal, array
+    by array, bit for bit."""
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
 def idx_encode(array: np.ndarray) -> bytes:
     """IDX bytes written independently of mnist_lib: 2 zero bytes, type 0x08, ndim, big-endian dims, data."""
     return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()

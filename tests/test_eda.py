@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 
-from conftest import draw_digits
+from conftest import digit_dataset
 from mnist_lib import eda
 from mnist_lib.records import Dataset
 
 
 def tiny(n: int, seed: int) -> Dataset:
-    images, labels = draw_digits(n, seed)
-    return Dataset(images[..., np.newaxis], labels.astype(np.int64), tuple("0123456789"))
+    return digit_dataset(n, seed)
 
 
 def test_summary_is_written_flat_with_one_row_per_split(tmp_path):

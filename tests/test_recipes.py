@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from conftest import draw_digits
+from conftest import digit_dataset, same_weights
 from mnist_lib import batches, calibration, modelfile, models, recipe, runtime, training
 from mnist_lib.params import ParameterError
 from mnist_lib.records import Dataset
@@ -29,8 +29,7 @@ def plain(**changes) -> TrainConfig:
 
 
 def digits(count: int, seed: int = 3) -> Dataset:
-    images, labels = draw_digits(count, seed=seed)
-    return Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    return digit_dataset(count, seed)
 
 
 def rate(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
@@ -160,7 +159,7 @@ def test_a_finished_member_is_not_trained_again_after_a_kill(tmp_path):
     again = training.build(config, train.image_shape, 10)
     history = training.fit(again, train, train, config, tmp_path, member=0, live_plot=False)
     assert history.attrs["epochs_this_run"] == 0 and history["epoch"].tolist() == [0, 1, 2, 3]
-    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
+    assert same_weights(first.get_weights(), again.get_weights())
 
 
 def test_mixed_precision_on_a_cpu_computes_in_bfloat16_and_answers_in_float32():
@@ -177,7 +176,7 @@ def test_mixed_precision_on_a_cpu_computes_in_bfloat16_and_answers_in_float32():
 def test_cnn_strong_is_deterministic_for_a_seed_and_fits_other_shapes():
     config = plain(model="cnn_strong")
     weights = [training.build(config, (28, 28, 1), 10).get_weights() for _ in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    assert same_weights(*weights)
     assert training.build(config, (32, 32, 3), 15).output.shape == (None, 15)
     assert json.dumps(runtime.environment())  # recorded with every result
 

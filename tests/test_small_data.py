@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import draw_digits
+from conftest import draw_digits, same_weights
 from mnist_lib import batchnorm, health, recipe, runtime, training
 from mnist_lib.records import Dataset
 
@@ -62,7 +62,7 @@ def test_a_model_without_batch_norm_is_left_alone():
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
     before = [weight.copy() for weight in model.get_weights()]
     batchnorm.Recompute(model, np.zeros((5, 4, 4, 1), np.uint8), 2)()
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert same_weights(before, model.get_weights())
 
 
 def digits(count: int, seed: int, size: int = 8) -> Dataset:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import draw_digits
+from conftest import digit_dataset, same_weights
 from mnist_lib import modelfile, models, resume, runtime, split, training
 from mnist_lib.records import Dataset
 from mnist_lib.params import ParameterError
@@ -113,8 +113,8 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_another_seed_gives_other_initial_weights():
     builds = [training.build(TrainConfig(**CONFIG), (28, 28, 1), 10, seed=seed).get_weights() for seed in (1, 1, 2)]
-    assert all(np.array_equal(a, b) for a, b in zip(builds[0], builds[1]))
-    assert not all(np.array_equal(a, b) for a, b in zip(builds[0], builds[2]))
+    assert same_weights(builds[0], builds[1])
+    assert not same_weights(builds[0], builds[2])
 
 
 def kill_after_the_first_epoch(out_dir: Path, config: dict) -> int:
@@ -169,8 +169,7 @@ def test_the_default_model_killed_with_sigkill_resumes_after_its_last_epoch_and_
 
 def tiny_run(tmp_path: Path, **change) -> tuple[keras.Model, Dataset, TrainConfig, Path]:
     """A small model, data and configuration for in-process training tests."""
-    images, labels = draw_digits(64, seed=3)
-    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    data = digit_dataset(64, seed=3)
     config = TrainConfig(**{**GOOD, "model": "mlp", "epochs": 2, **change})
     runtime.set_determinism(config.seed)
     return models.build_model("mlp", data.image_shape, 10), data, config, tmp_path / "train"
@@ -206,10 +205,10 @@ def test_the_resume_state_restores_variables_early_stopping_progress_best_weight
     assert restoring.restore(fresh) == 1
     fresh_stopper.on_train_begin()
     restoring.on_train_begin()
-    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
+    assert same_weights(fresh.get_weights(), model.get_weights())
     assert int(fresh.optimizer.iterations.numpy()) == 7
     assert (fresh_stopper.wait, fresh_stopper.best, fresh_stopper.best_epoch, fresh_stopper.stopped_epoch) == (1, 0.5, 2, 4)
-    assert all(np.array_equal(a, b) for a, b in zip(fresh_stopper.best_weights, stopper.best_weights))
+    assert same_weights(fresh_stopper.best_weights, stopper.best_weights)
     assert (out_dir / "history.csv").read_bytes() == b"epoch,accuracy\r\n0,0.5\r\n"
 
 
@@ -321,8 +320,7 @@ RESUMED = dict(GOOD, model="cnn_strong", epochs=3, batch_size=8, lr_schedule="on
 
 def resumable_data() -> tuple[Dataset, Dataset]:
     """48 training and 16 validation drawn digits."""
-    images, labels = draw_digits(64, seed=5)
-    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    data = digit_dataset(64, seed=5)
     return split.subset(data, np.arange(48)), split.subset(data, np.arange(48, 64))
 
 
@@ -499,7 +497,7 @@ def test_an_ensemble_trains_each_member_from_its_seed_and_totals_their_time_imag
         _, history = training.train(train, val, config, tmp_path, live_plot=False, resume=False, callbacks=[recorder])
     for member, weights in enumerate(recorder.initial):  # seed + member, each
         expected = training.build(config, train.image_shape, 10, seed=3 + member).get_weights()
-        assert all(np.array_equal(a, b) for a, b in zip(weights, expected))
+        assert same_weights(weights, expected)
     assert history.index.tolist() == [0, 1, 2, 3] and history["member"].tolist() == [0, 0, 1, 1]
     # each member logs to a file of its own while the ensemble trains; then one history.csv holds them all
     assert recorder.files == [["history.member0.csv"], ["history.member0.csv", "history.member1.csv"]]
@@ -567,8 +565,7 @@ def test_fit_draws_a_live_plot_each_epoch_by_default(tmp_path):
 def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_would(tmp_path):
     """Initial weights and batch order both from seed + k (on the member's own data); the member's resume
     fingerprint is checked in the killed-ensemble test above."""
-    images, labels = draw_digits(64, seed=5)
-    data = Dataset(images[..., None], labels.astype(np.int64), tuple("0123456789"))
+    data = digit_dataset(64, seed=5)
     member = TrainConfig(**dict(PLAIN_MLP, ensemble_size=2))
     alone = TrainConfig(**dict(PLAIN_MLP, seed=4))
     weights = []
@@ -577,4 +574,4 @@ def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_would(tmp_pat
         model = training.build(config, data.image_shape, 10, seed=4)
         training.fit(model, data, data, config, out, member=k, live_plot=False, resume=False)
         weights.append(model.get_weights())
-    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    assert same_weights(*weights)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         notes += [f"{workers} workers: {seconds[0] / value:.2f}x the speed of one process ({value:.0f} s vs "
                   f"{seconds[0]:.0f} s)" for workers, value in seconds.items() if workers]
     benchlib.write_section({
-        **SECTION, "command": "make bench-suite" if argv is None or not argv else benchlib.command_line(__file__, argv),
+        **SECTION, "command": benchlib.command_line(__file__, argv),  # as run: `make bench-suite` passes --workers 0,2
         "seconds": round(sum(seconds.values()), 1),
         "columns": ["what", "wall (s)", "passed", "failed", "errors", "skipped", "peak RSS (MiB)"],
         "rows": rows, "notes": notes,

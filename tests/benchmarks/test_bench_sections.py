@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,10 +72,13 @@ def test_pipeline_section_times_a_stage_through_dvc_and_in_one_process(tmp_path)
         "no-op `dvc repro`", "kernel start + imports", "pipeline overhead", "pipeline overhead"]
 
 
-def test_suite_section_times_pytest_in_one_process_and_in_xdist_workers(tmp_path):
-    assert bench_suite.main(["--out", str(tmp_path), "--workers", "0,2", "tests/test_paths.py"]) == 0
+def test_suite_section_times_pytest_in_one_process_and_in_xdist_workers(tmp_path, monkeypatch):
+    arguments = ["--out", str(tmp_path), "--workers", "0,2", "tests/test_paths.py"]
+    monkeypatch.setattr(sys, "argv", ["tests/benchmarks/bench_suite.py", *arguments])  # as from a shell
+    assert bench_suite.main() == 0
     section = json.loads((tmp_path / "test_suite.json").read_text())
     check_schema(section, "suite")
+    assert section["command"] == shlex.join(["python", "tests/benchmarks/bench_suite.py", *arguments])  # what ran
     serial, parallel = section["rows"]  # tests/test_paths.py holds 3 tests: both runs pass all of them
     assert serial[0].startswith("pytest -p no:xdist") and parallel[0].startswith("pytest -n 2 --dist loadfile")
     assert serial[2:5] == parallel[2:5] == [3, 0, 0]

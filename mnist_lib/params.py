@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from typing import Any
 
 import yaml
 
-TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string", list: "a list"}
+TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string",
+              list: "a list of plain values (text, numbers, booleans, null, lists, mappings)"}
 YAML11_HINT = {
     float: " (YAML 1.1, which papermill uses, reads 1e-3 as a string: write 1.0e-3)",
     str: " (YAML 1.1 reads yes/no/on/off as booleans: quote the value)",
 }
+DATE_HINT = " (YAML reads an unquoted date such as 2024-01-01 as a date: quote it)"
 
 
 class ParameterError(ValueError):
@@ -91,7 +94,26 @@ def matches(kind: type, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list) and _literal(value)
     return isinstance(value, kind)
+
+
+def _literal(value: Any) -> bool:
+    """Whether papermill can write `value` into a notebook as a Python literal: text, a boolean, a finite number,
+    null, or a list or mapping (text keys) of those; not a date or a NaN."""
+    if isinstance(value, list):
+        return all(map(_literal, value))
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _literal(item) for key, item in value.items())
+    return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _has_date(value: Any) -> bool:
+    """Whether `value` is, or a list or mapping holds, a date (what YAML makes of an unquoted 2024-01-01)."""
+    if isinstance(value, dict):
+        return any(map(_has_date, value.values()))
+    return isinstance(value, datetime.date) or (isinstance(value, list) and any(map(_has_date, value)))
 
 
 def check(declared: dict[str, Declared], values: Mapping[str, Any], origins: Mapping[str, str], notebook: str) -> None:
@@ -105,7 +127,8 @@ def check(declared: dict[str, Declared], values: Mapping[str, Any], origins: Map
         if not matches(kind, value):
             raise ParameterError(
                 f"{name} from {origins.get(name, 'the command line')}: expected {TYPE_NAMES[kind]}, "
-                f"got {value!r} ({type(value).__name__}){YAML11_HINT.get(kind, '') if isinstance(value, (str, bool)) else ''}"
+                f"got {value!r} ({type(value).__name__})"
+                f"{YAML11_HINT.get(kind, '') if isinstance(value, (str, bool)) else DATE_HINT if _has_date(value) else ''}"
             )
 
 

@@ -3,6 +3,7 @@ applies), both ends of every range, and command-line values parsed to the declar
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import pytest
@@ -98,6 +99,26 @@ def test_check_names_the_parameter_where_it_came_from_and_the_yaml_hint_for_text
         "optimizer from the command line: expected a string, got True (bool)"
         " (YAML 1.1 reads yes/no/on/off as booleans: quote the value)")
     params.check(declared, {"epochs": 3, "learning_rate": 1, "optimizer": "sgd"}, origins, "n")  # an int is a number
+
+
+DATE_HINT = " (YAML reads an unquoted date such as 2024-01-01 as a date: quote it)"
+PLAIN_LIST = "expected a list of plain values (text, numbers, booleans, null, lists, mappings)"
+
+
+def test_a_list_parameter_takes_only_what_papermill_can_write_as_a_literal_and_a_date_gets_the_quoting_hint():
+    declared = {"tags": Declared("tags", ["a"], ""), "name": Declared("name", "x", "")}
+    origins = {"tags": "p.yaml", "name": "p.yaml"}
+    day = datetime.date(2024, 1, 1)
+    params.check(declared, {"tags": [1, 2.5, True, "b", None, [3, ["c"]], {"k": [1]}], "name": "2024-01-01"}, origins, "n")
+    assert refused(params.check, declared, {"tags": ["b", [day]]}, origins, "n") == (
+        f"tags from p.yaml: {PLAIN_LIST}, got ['b', [datetime.date(2024, 1, 1)]] (list){DATE_HINT}")
+    assert refused(params.check, declared, {"tags": [{"when": datetime.datetime(2024, 1, 1, 12)}]}, origins, "n") == (
+        f"tags from p.yaml: {PLAIN_LIST}, got [{{'when': datetime.datetime(2024, 1, 1, 12, 0)}}] (list){DATE_HINT}")
+    assert refused(params.check, declared, {"name": day}, origins, "n") == (
+        f"name from p.yaml: expected a string, got datetime.date(2024, 1, 1) (date){DATE_HINT}")
+    for bad in ([float("nan")], [float("inf")], [{1: "a"}], [b"bytes"], "text"):
+        assert refused(params.check, declared, {"tags": bad}, origins, "n") == (
+            f"tags from p.yaml: {PLAIN_LIST}, got {bad!r} ({type(bad).__name__})")  # no date: no hint
 
 
 def test_a_parameters_cell_that_is_not_plain_literals_is_refused_saying_what_belongs_there():

@@ -146,6 +146,25 @@ def test_wrong_types_in_a_parameter_file_name_parameter_file_and_type(tmp_path, 
     assert str(params) in str(caught.value)
 
 
+def test_an_unquoted_yaml_date_in_a_list_is_refused_before_any_kernel_starts_naming_file_and_fix(tmp_path):
+    notebook = tmp_path / "dates.py"
+    notebook.write_text('# %% tags=["parameters"]\ntags = ["a"]  # labels\n\n# %%\nprint(tags)\n')
+    (tmp_path / "p.yaml").write_text("tags: [2024-01-01]\n")  # YAML reads it as a date, which papermill cannot write
+    done = subprocess.run([sys.executable, "-m", "mnist_lib.cli", "run", str(notebook), "-f", "p.yaml", "--no-html"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mnist run: error: tags from p.yaml: expected a list of plain values (text, numbers, booleans, null, lists, "
+        "mappings), got [datetime.date(2024, 1, 1)] (list) (YAML reads an unquoted date such as 2024-01-01 as a date: "
+        "quote it)")
+    assert not (tmp_path / "outputs").exists()  # refused before anything was written
+    (tmp_path / "p.yaml").write_text("tags: ['2024-01-01']\n")  # quoted, as the message says
+    done = subprocess.run([sys.executable, "-m", "mnist_lib.cli", "run", str(notebook), "-f", "p.yaml", "--no-html"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "['2024-01-01']" in outputs_text(tmp_path / "outputs" / "scratch" / "dates" / "dates.ipynb")
+
+
 def test_a_yaml_boolean_is_not_taken_for_an_integer(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("count: yes\n")  # YAML 1.1 reads yes as True, and Python's True passes for 1

@@ -11,12 +11,8 @@ from mnist_lib import eda
 from mnist_lib.records import Dataset
 
 
-def tiny(n: int, seed: int) -> Dataset:
-    return digit_dataset(n, seed)
-
-
 def test_summary_is_written_flat_with_one_row_per_split(tmp_path):
-    table = eda.summary({"train": tiny(50, 1), "test": tiny(20, 2)})
+    table = eda.summary({"train": digit_dataset(50, 1), "test": digit_dataset(20, 2)})
     written = eda.write_summary(tmp_path / "summary.json", table)
     assert json.loads((tmp_path / "summary.json").read_text()) == written
     assert written["train_images"] == 50 and written["test_images"] == 20 and written["train_classes"] == 10
@@ -24,7 +20,7 @@ def test_summary_is_written_flat_with_one_row_per_split(tmp_path):
 
 
 def test_pca_projects_a_seeded_sample_on_two_components():
-    data = tiny(120, 3)
+    data = digit_dataset(120, 3)
     points, picked, explained = eda.pca_2d(data.images, sample=100, seed=0)
     again, picked_again, _ = eda.pca_2d(data.images, sample=100, seed=0)
     assert points.shape == (100, 2) and np.array_equal(picked, picked_again) and np.allclose(points, again)
@@ -32,7 +28,7 @@ def test_pca_projects_a_seeded_sample_on_two_components():
 
 
 def test_pca_matches_the_singular_value_decomposition():
-    data = tiny(120, 3)
+    data = digit_dataset(120, 3)
     points, picked, explained = eda.pca_2d(data.images, sample=100, seed=0)
     flat = data.images[picked].reshape(len(picked), -1).astype(np.float32) / 255
     centered = flat - flat.mean(axis=0)

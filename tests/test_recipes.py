@@ -14,7 +14,6 @@ import tensorflow as tf
 from conftest import digit_dataset, same_weights
 from mnist_lib import batches, calibration, modelfile, models, recipe, runtime, training
 from mnist_lib.params import ParameterError
-from mnist_lib.records import Dataset
 from mnist_lib.recipe import TrainConfig
 
 # A plain recipe (constant rate, no label smoothing, no augmentation, no test-time shifts) that each test changes in one respect;
@@ -26,10 +25,6 @@ BASE = dict(model="mlp", epochs=4, batch_size=32, learning_rate=0.01, optimizer=
 def plain(**changes) -> TrainConfig:
     """BASE with `changes`."""
     return TrainConfig(**{**BASE, **changes})
-
-
-def digits(count: int, seed: int = 3) -> Dataset:
-    return digit_dataset(count, seed)
 
 
 def rate(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
@@ -54,7 +49,7 @@ def test_each_schedule_follows_its_curve_over_the_run():
 
 
 def test_history_logs_the_learning_rate_the_schedule_reached_at_each_epoch_end(tmp_path):
-    data = digits(64)
+    data = digit_dataset(64, seed=3)
     config = plain(lr_schedule="exponential", lr_decay=0.5)
     _, history = training.train(data, data, config, tmp_path, live_plot=False)
     written = pd.read_csv(tmp_path / "history.csv")
@@ -83,7 +78,7 @@ def test_a_pure_shift_moves_a_dot_by_the_drawn_offset_within_the_limit():
 
 
 def test_batches_are_the_same_for_a_seed_and_epoch_and_differ_otherwise():
-    data = digits(96)
+    data = digit_dataset(96, seed=3)
     config = plain(rotation=15.0, zoom=0.1, shift=0.1)
 
     def first_batch(first_epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +97,7 @@ def test_batches_are_the_same_for_a_seed_and_epoch_and_differ_otherwise():
 
 
 def test_augmentation_examples_put_each_original_first():
-    data = digits(10)
+    data = digit_dataset(10, seed=3)
     examples = batches.augmentation_examples(data, plain(rotation=20.0), count=3, copies=2)
     assert examples.shape == (3, 3, 28, 28, 1) and examples.dtype == np.uint8
     np.testing.assert_array_equal(examples[:, 0], data.images[:3])
@@ -124,7 +119,7 @@ def test_the_tta_shifts_are_one_pixel_moves_with_zeros_coming_in():
 
 
 def test_an_ensemble_trains_members_on_their_own_splits_and_saves_as_one_safe_model(tmp_path):
-    train, val = digits(120, seed=3), digits(40, seed=4)
+    train, val = digit_dataset(120, seed=3), digit_dataset(40, seed=4)
     config = plain(model="cnn_small", epochs=2, ensemble_size=2, tta=True)
     member_train, member_val = training.member_data(train, val, 1, config.seed)
     assert len(member_val) == len(val) and len(member_train) == len(train)
@@ -152,7 +147,7 @@ def test_an_ensemble_trains_members_on_their_own_splits_and_saves_as_one_safe_mo
 
 
 def test_a_finished_member_is_not_trained_again_after_a_kill(tmp_path):
-    train = digits(64)
+    train = digit_dataset(64, seed=3)
     config = plain(ensemble_size=2)
     first = training.build(config, train.image_shape, 10)
     training.fit(first, train, train, config, tmp_path, member=0, live_plot=False)
@@ -182,7 +177,7 @@ def test_cnn_strong_is_deterministic_for_a_seed_and_fits_other_shapes():
 
 
 def test_temperature_scaling_sharpens_an_underconfident_network_on_validation_and_keeps_its_classes(tmp_path):
-    train, val = digits(160, seed=3), digits(80, seed=4)
+    train, val = digit_dataset(160, seed=3), digit_dataset(80, seed=4)
     (tmp_path / "raw").mkdir(), (tmp_path / "cal").mkdir()
     smoothed = plain(label_smoothing=0.4, temperature_scaling=False)  # heavy smoothing: underconfident
     raw, _ = training.train(train, val, smoothed, tmp_path / "raw", live_plot=False)

@@ -20,6 +20,29 @@ KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language":
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # the kernel's own start-up warnings are noise in stage logs
 
 
+def _kernel_manager_class():
+    """jupyter_client's kernel manager, stopping a kernel as it does but asking first: it sends SIGINT before the
+    shutdown request, and a kernel caught between messages logs "KeyboardInterrupt caught in kernel" into the run's
+    log. Here an idle kernel gets the request alone and exits; one still busy after half a second is interrupted."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    class AskFirstKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:  # timeouts and Ctrl-C still interrupt at once
+                await KernelManager._async_interrupt_kernel(self)
+
+        async def _async_finish_shutdown(self, waittime=None, pollinterval=0.1, restart=False) -> None:
+            try:
+                await asyncio.wait_for(self._async_wait(pollinterval=pollinterval), timeout=0.5)
+            except asyncio.TimeoutError:
+                await KernelManager._async_interrupt_kernel(self)
+            await super()._async_finish_shutdown(waittime, pollinterval, restart)
+
+    return AskFirstKernelManager
+
+
 class NotebookError(RuntimeError):
     """A notebook that did not run to the end; the message names the notebook and the cell."""
 
@@ -103,7 +126,7 @@ def execute(
         executed = papermill.execute_notebook(
             notebook, str(output_path), parameters=values, kernel_name=KERNEL["name"], language="python",
             progress_bar=log_output, log_output=log_output, execution_timeout=timeout,
-            extra_arguments=KERNEL_ARGUMENTS,
+            extra_arguments=KERNEL_ARGUMENTS, kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as err:
         raise NotebookError(

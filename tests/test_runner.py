@@ -106,6 +106,23 @@ def test_cell_timeout_is_a_failure_naming_the_cell(tmp_path):
     assert "tiny.py" in message and "timeout" in message and "import time" in message
 
 
+def test_a_kernel_is_asked_to_stop_and_interrupted_only_when_still_busy(tmp_path):
+    """jupyter_client sends SIGINT before the shutdown request: a kernel caught between messages then logs
+    "KeyboardInterrupt caught in kernel" into the run's log. An idle kernel is only asked; a busy one (a timeout)
+    is still interrupted."""
+    flag = tmp_path / "sigint"
+    watch = ("import signal, ipykernel.kernelbase\n"
+             "ipykernel.kernelbase.signal = lambda *args: None  # the kernel no longer resets SIGINT around cells\n"
+             f"def caught(*args):\n    open({str(flag)!r}, 'w').close()\n    raise KeyboardInterrupt\n"
+             "signal.signal(signal.SIGINT, caught)")
+    notebooks.run(make_notebook(tmp_path, watch), tmp_path / "out.ipynb", html=False)
+    assert not flag.exists()
+    with pytest.raises(NotebookError, match="timeout"):
+        notebooks.run(make_notebook(tmp_path, watch + "\nimport time\ntime.sleep(60)"), tmp_path / "out.ipynb",
+                      html=False, timeout=3)
+    assert flag.exists()
+
+
 def test_unknown_parameter_in_file_is_refused_before_running(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("count: 3\ncuont: 4\n")

@@ -29,11 +29,19 @@ if _WORKERS > 1:
         os.environ.setdefault(_name, _value)
 
 
-# The test files that take longest, longest first (`make bench-suite` times the suite): pytest-xdist hands out whole
-# files in collection order, so these start first and the workers end together, instead of one worker running a
-# long file alone at the end while the other waits.
-LONGEST_FILES = ("test_pipeline.py", "test_sweeps.py", "test_training.py", "benchmarks/test_bench_recipes.py",
-                 "test_scratch.py")
+# The test files that take longest, longest first (`make bench-suite` times the suite; per file, from one run of
+# it): they start first and the small files fill the workers' ends, instead of one worker running a long file alone
+# at the end while the other waits.
+LONGEST_FILES = ("test_pipeline.py", "test_sweeps.py", "test_scratch.py", "test_training.py", "test_predict.py",
+                 "benchmarks/test_bench_recipes.py", "test_runner.py", "test_notebooks.py",
+                 "benchmarks/test_bench_sections.py", "test_evaluation.py", "test_byo_notebooks.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's `--dist loadfile` hands out whole files, by default the files with the most tests first
+    # (`--loadscope-reorder`), which is not the longest first: keep the collection order set below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

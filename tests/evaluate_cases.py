@@ -16,11 +16,10 @@ from mnist_lib.records import Dataset
 DIGITS = tuple("0123456789")
 
 
-def digits(count: int, seed: int, labeled: bool = True, sources: bool = False) -> Dataset:
-    """Drawn digits as a test split (white on black, 28x28x1), optionally unlabeled or with sources."""
+def digits(count: int, seed: int) -> Dataset:
+    """Drawn digits as a labeled test split (white on black, 28x28x1)."""
     images, labels = draw_digits(count, seed)
-    names = tuple(f"test.csv:row {row + 1}" for row in range(count)) if sources else None
-    return Dataset(images[..., np.newaxis], labels.astype(np.int64) if labeled else None, DIGITS, names)
+    return Dataset(images[..., np.newaxis], labels.astype(np.int64), DIGITS)
 
 
 def colour_blobs(count: int, seed: int, class_names: tuple[str, ...] = ("cat", "dog", "owl"), size: int = 32) -> Dataset:

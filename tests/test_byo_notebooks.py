@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, draw_digits, write_kaggle_csv
-from mnist_lib import notebooks, split
+from mnist_lib import evaluation, notebooks, split
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +54,10 @@ def test_kaggle_csv_runs_split_train_evaluate_to_a_submission(tmp_path):
     assert list(submission.columns) == ["ImageId", "Label"]
     assert list(submission["ImageId"]) == list(range(1, 31))
     assert list(submission["Label"]) == list(predictions["prediction"])
+    metrics = json.loads((work / "evaluate" / "metrics.json").read_text())  # only what needs no labels
+    parameters = evaluation.load_model(work / "train" / "model.keras").count_params()
+    assert metrics == {"labeled": False, "n_test": 30, "model": "cnn_strong", "seed": 42, "parameters": parameters}
+    assert pd.read_csv(work / "evaluate" / "per_class.csv")["predicted"].sum() == 30
+    assert pd.read_csv(work / "evaluate" / "confused_pairs.csv").empty
+    gallery = pd.read_csv(work / "evaluate" / "gallery.csv")  # the least confident predictions, for a look
+    assert "label" not in gallery and len(gallery) > 0 and gallery["confidence"].is_monotonic_increasing

@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
+from PIL import Image
 
 from conftest import REPO, SHAPES, write_shape_folders
 from mnist_lib import notebooks, split
@@ -61,6 +63,15 @@ def test_every_notebook_runs_under_nbval_on_a_three_class_32x32_rgb_folder(tmp_p
     assert [column for column in predictions if column.startswith("p_")] == [f"p_{name}" for name in SHAPES]
     assert set(predictions["label"]) <= set(SHAPES) and predictions["source"].str.startswith("test/").all()
     assert int((predictions["label"] != predictions["prediction"]).sum()) == metrics["n_errors"]
+    names = list(SHAPES)
+    confusion = pd.read_csv(work / "evaluate" / "confusion.csv", index_col="true")
+    assert confusion.index.tolist() == confusion.columns.tolist() == names and confusion.to_numpy().sum() == 30
+    assert pd.read_csv(work / "evaluate" / "per_class.csv", index_col="class").index.tolist() == names
+    # The gallery is drawn in colour: the shapes' colours differ between channels (in gray they would not), and
+    # unlike the titles' red (firebrick), many have green or blue as their strongest channel.
+    pixels = np.asarray(Image.open(work / "evaluate" / "gallery.png").convert("RGB")).astype(int)
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2) > 30) & (pixels.argmax(axis=2) > 0)
+    assert coloured.sum() > 200, coloured.sum()
     for figure in ("eda/samples.png", "eda/mean_images.png", "eda/pca.png", "split/class_counts.png", "train/curves.png",
                    "evaluate/confusion.png", "evaluate/gallery.png", "evaluate/reliability.png"):
         assert (work / figure).stat().st_size > 1000, figure

@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 import shlex
+import sys
 
 import pytest
 import yaml
@@ -160,3 +161,15 @@ def test_the_readme_module_tour_states_each_modules_own_job():
     jobs = {path.stem: ast.get_docstring(ast.parse(path.read_text())).split("\n\n")[0].replace("\n", " ")
             for path in sorted((REPO / "mnist_lib").glob("*.py")) if path.stem != "__init__"}
     assert listed == jobs, "README's module tour must list every mnist_lib module with its docstring's first paragraph"
+
+
+def test_xdist_workers_take_the_longest_test_files_first_then_the_rest_in_collection_order():
+    """`make test` spreads whole files over pytest-xdist workers; conftest's LONGEST_FILES is only worth its order
+    if xdist keeps it (by default it hands out the files with the most tests first)."""
+    longest = "tests/test_evaluation.py::test_summary_counts_accuracy_loss_and_errors"  # a file in LONGEST_FILES
+    given = ["tests/test_paths.py", "tests/test_stats.py", longest]  # 3 tests, 18 tests, then 1
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "1", "--dist", "loadfile", "-v", "-p",
+                           "no:cacheprovider", *given], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    order = list(dict.fromkeys(re.findall(r"PASSED (tests/[\w/]+\.py)::", done.stdout)))
+    assert order == ["tests/test_evaluation.py", "tests/test_paths.py", "tests/test_stats.py"]

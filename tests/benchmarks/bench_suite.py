@@ -28,6 +28,13 @@ def counts(output: str) -> dict[str, int]:
     return {outcome.rstrip("s") if outcome.startswith("error") else outcome: int(n) for n, outcome in found}
 
 
+def targets(seconds: float, workers: int) -> list[dict]:
+    """The whole suite's targets: under the 10-minute limit of `make test`, and under the 6 minutes aimed at."""
+    measured = f"{seconds:.0f} s ({f'{workers} workers' if workers else 'one process'})"
+    return [{"target": f"the whole suite as `make test` runs it under {minutes} minutes{aim}",
+             "met": seconds < minutes * 60, "measured": measured} for minutes, aim in ((10, ""), (6, " (the aim)"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="where test_suite.json goes (default: outputs/bench)")
@@ -57,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(sum(seconds.values()), 1),
         "columns": ["what", "wall (s)", "passed", "failed", "errors", "skipped", "peak RSS (MiB)"],
         "rows": rows, "notes": notes,
-        "targets": [] if args.pytest_args else [{
-            "target": "the whole suite as `make test` runs it under 10 minutes", "met": seconds[last] < 600,
-            "measured": f"{seconds[last]:.0f} s ({f'{last} workers' if last else 'one process'})"}],
+        "targets": [] if args.pytest_args else targets(seconds[last], last),
     }, args.out, FILENAME)
     return worst
 

@@ -32,6 +32,7 @@ from mnist_lib import models, recipe, runtime, split, training  # noqa: E402
 
 THRESHOLDS = (0.990, 0.995)
 TIME_TARGET = 0.5  # the fast profile must reach 99.0% in at most this share of the reference recipe's time
+TIME_AIM = 0.1  # and aims at this share
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -127,9 +128,10 @@ def images_per_second(part, val, name: str, precision: str = "float32") -> float
     return len(part) / clock.seconds[-1]
 
 
-def efficiency_rows(train, val, images: int, names: list[str], machine: dict) -> list[list]:
-    """Per model: FLOP per training image (counted from the model), then images/s, achieved GFLOP/s and share of the
-    machine's peak, in float32 and in mixed precision (bfloat16 compute on a CPU)."""
+def efficiency_rows(train, val, images: int, names: list[str], machine: dict, ceiling: dict[str, float]) -> list[list]:
+    """Per model: FLOP per training image (counted from the model), then images/s, achieved GFLOP/s and its share of
+    the machine's computed peak and of the measured matrix-product `ceiling`, in float32 and in mixed precision
+    (bfloat16 compute on a CPU)."""
     part = split.subset(train, np.arange(min(images, len(train))))
     rows = []
     for name in names:
@@ -139,7 +141,8 @@ def efficiency_rows(train, val, images: int, names: list[str], machine: dict) ->
             speed = images_per_second(part, val, name, precision)
             achieved = speed * flop / 1e9
             peak = machine["gflops"][peak_name] or machine["gflops"]["float32"]
-            row += [f"{speed:,.0f}", f"{achieved:,.1f}", f"{100 * achieved / peak:.1f}%"]
+            row += [f"{speed:,.0f}", f"{achieved:,.1f}", f"{100 * achieved / peak:.1f}%",
+                    f"{100 * achieved / ceiling[peak_name]:.1f}%"]
             print(f"{name} {precision}: {speed:,.0f} images/s, {achieved:,.1f} GFLOP/s", flush=True)
         rows.append(row)
     return rows
@@ -243,6 +246,14 @@ def recipe_clock(train, val, test, files: list[str], every_images: int) -> tuple
     return config, clock
 
 
+def fast_targets(fast: float | None, ref: float | None, measured: str) -> list[dict]:
+    """The fast profile's time-to-99.0% targets, from its seconds and the reference recipe's (None: not reached):
+    at most TIME_TARGET of the reference recipe's time, and the TIME_AIM aimed at."""
+    return [{"target": f"time to 99.0% test: fast profile <= {share}x the reference recipe{aim}", "measured": measured,
+             "met": bool(ref and fast and fast / ref <= share)}
+            for share, aim in ((TIME_TARGET, ""), (TIME_AIM, " (the aim)"))]
+
+
 def time_to_accuracy(train, val, test, raw_dir: Path, every_images: int = 13_500) -> tuple[list, list]:
     """Training seconds to 99.0% and 99.5% test accuracy, test evaluated every `every_images` training images (a
     quarter epoch): the fast profile and the default recipe vs the reference recipe, one after the other."""
@@ -266,8 +277,7 @@ def time_to_accuracy(train, val, test, raw_dir: Path, every_images: int = 13_500
             else:
                 measured = f"not reached (fast profile: {last_accuracy:.2%} after {last_seconds:.0f} s"
             measured += "; reference not reached)" if ref is None else f" vs {ref:.0f} s; the default recipe {ratios[1]}x)"
-            targets.append({"target": f"time to 99.0% test: fast profile <= {TIME_TARGET}x the reference recipe",
-                            "measured": measured, "met": bool(ref and fast and fast / ref <= TIME_TARGET)})
+            targets += fast_targets(fast, ref, measured)
     rows.append(["last evaluation (accuracy)", *(f"{clock.points[-1][1]:.2%}" for _, clock in ours),
                  f"{reference.points[-1][1]:.2%}", "", ""])
     rows.append(["whole run (s, evaluations excluded)", *(f"{clock.total:.0f}" for _, clock in ours),
@@ -290,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-levers", action="store_true", help="no table of the default step's speed levers")
     args = parser.parse_args(argv)
     train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
+    command = benchlib.command_line(__file__, argv)  # each section is written with the command that measured it
     machine = flops.peak()
-    rows = efficiency_rows(train, val, args.images, args.models, machine)
+    ceiling = {precision: flops.gemm_gflops(precision) for precision in ("float32", "bfloat16")}
+    rows = efficiency_rows(train, val, args.images, args.models, machine, ceiling)
     recipe_rows, speedup = recipe_speed(train, val, args.raw_dir)
     notes = [
         f"Per model: images/s of the second of 2 epochs over {args.images:,} training images, batch 128, Adam, no "
@@ -302,21 +314,26 @@ def main(argv: list[str] | None = None) -> int:
         "weight gradients); bias, batch norm, activations and pooling left out. GFLOP/s = images/s x FLOP per image.",
         flops.describe(machine) + " Mixed precision's share is of the bfloat16 peak where the CPU has one. "
         "A virtual machine's clock is its nominal one: under turbo the true peak is higher and the share lower.",
+        "Measured ceiling (GEMM columns): a 2048 x 2048 matrix product (tf.matmul through oneDNN, best of 8, in this "
+        "run, on the threads the models trained with) reached " + ", ".join(
+            f"{ceiling[name]:,.0f} GFLOP/s in {name} ({100 * ceiling[name] / value:.0f}% of the computed peak)"
+            for name, value in machine["gflops"].items() if value) + "; a share of it says how far a model's training "
+        "is from what this machine's arithmetic does reach.",
         f"Reference recipe (cnn_small, batch 64, Adam 1e-3): one epoch over the {len(train):,} training images. "
         f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[1]} images/s, {r[3]}"
                                                                            for r in recipe_rows) + ".",
     ]
     benchlib.write_section({
         "section": "training", "title": "Training speed", "order": 20,
-        "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
+        "command": command,
         "columns": ["model", "MFLOP / training image", "float32 images/s", "GFLOP/s", "% of float32 peak",
-                    "mixed images/s", "GFLOP/s", "% of bfloat16 peak"],
+                    "% of float32 GEMM", "mixed images/s", "GFLOP/s", "% of bfloat16 peak", "% of bfloat16 GEMM"],
         "rows": rows, "notes": notes, "targets": [],
     }, args.out_dir)
     if not args.skip_levers:
         benchlib.write_section({
             "section": "training_levers", "title": "Training speed levers on the default recipe's step", "order": 21,
-            "command": "python tests/benchmarks/bench_training.py --skip-time-to-accuracy",
+            "command": command,
             "columns": ["what changed", "train images/s", "vs the default step"],
             "rows": lever_rows(train, args.images),
             "notes": [f"Each row: images/s of the second of 2 epochs of plain model.fit steps over {args.images:,} "
@@ -330,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         tta_rows, targets = time_to_accuracy(train, val, test, args.raw_dir, args.every_images)
         benchlib.write_section({
             "section": "time_to_accuracy", "title": "Time to test accuracy: our recipes vs the reference recipe", "order": 25,
-            "command": "python tests/benchmarks/bench_training.py",
+            "command": command,
             "columns": ["milestone", *(name for name, _ in RECIPES), "reference recipe (plain Keras)",
                         "fast / reference", "default / reference"],
             "rows": tta_rows, "targets": targets,

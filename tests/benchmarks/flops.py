@@ -10,6 +10,11 @@ Peak rule: cores x clock x FLOP per cycle per core, where FLOP per cycle comes f
 allow (table below). The clock is /proc/cpuinfo's "cpu MHz": on a virtual machine that is the nominal frequency, and
 a core may run faster under turbo, so a share of peak can read a little high. The cores are the logical CPUs this
 process may use divided by the threads per core /proc/cpuinfo reports (siblings / cpu cores).
+
+Measured ceiling: the rate of a large matrix product (`gemm_gflops`, tf.matmul through oneDNN on the threads the
+benchmark uses) in the same run. Where the cores run above their nominal clock, or the table's FLOP per cycle is
+wrong for a CPU, the computed peak is no ceiling (a share over 100%); the matrix product is what this machine does
+reach, so a model's share of it says how far its training is from the arithmetic limit in practice.
 """
 
 from __future__ import annotations
@@ -53,6 +58,25 @@ def forward_flops(model: keras.Model) -> int:
 def training_flops(model: keras.Model) -> int:
     """FLOP of one training image: TRAINING_PASSES x `forward_flops`."""
     return TRAINING_PASSES * forward_flops(model)
+
+
+def gemm_gflops(precision: str = "float32", size: int = 2048, repeats: int = 8) -> float:
+    """GFLOP/s of a `size` x `size` matrix product in `precision` (float32 or bfloat16), 2 x size^3 FLOP, timed
+    alone: the best of `repeats` after one warm-up."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    a, b = (tf.cast(rng.standard_normal((size, size), dtype=np.float32), precision) for _ in range(2))
+    tf.matmul(a, b).numpy()  # warm-up: oneDNN picks and caches its kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()  # eager on the CPU: done when it returns; .numpy() makes sure
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def cpuinfo_fields(cpuinfo: str | Path = runtime.CPUINFO) -> dict[str, str]:

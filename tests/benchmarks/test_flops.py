@@ -74,3 +74,14 @@ def test_the_onednn_profile_sums_the_primitives_of_real_training_steps(tmp_path,
     assert "convolution" in kinds and wall > 0
     assert {propagation for kind, propagation, _ in times if kind == "convolution"} >= {"forward_training", "backward_weights"}
     assert 0 < sum(times.values()) / 1000 < wall  # oneDNN's part of the steps, in seconds
+
+
+def test_the_matrix_product_ceiling_is_2_n_cubed_flop_over_the_best_timed_product(monkeypatch):
+    import time
+
+    ticks = iter([10.0, 10.9, 20.0, 20.5, 30.0, 30.7])  # three timed products: 0.9 s, 0.5 s, 0.7 s
+    monkeypatch.setattr(time, "perf_counter", lambda: next(ticks))
+    assert flops.gemm_gflops("float32", size=64, repeats=3) == pytest.approx(2 * 64**3 / 0.5 / 1e9)
+    monkeypatch.undo()
+    for precision in ("float32", "bfloat16"):  # both run for real, on this CPU's oneDNN
+        assert flops.gemm_gflops(precision, size=128, repeats=2) > 0

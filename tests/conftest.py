@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(Path(item.path).relative_to(REPO / "tests").as_posix(), len(rank)))  # stable
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Training in mixed precision sets Keras's global dtype policy (as a notebook's kernel keeps it) and leaves it:
+    later tests in the same worker would build bfloat16 models. Each test starts from float32."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
 
 
 def draw_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:

@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         "A virtual machine's clock is its nominal one: under turbo the true peak is higher and the share lower.",
         "Measured ceiling (GEMM columns): a 2048 x 2048 matrix product (tf.matmul through oneDNN, best of 8, in this "
         "run, on the threads the models trained with) reached " + ", ".join(
-            f"{ceiling[name]:,.0f} GFLOP/s in {name} ({100 * ceiling[name] / value:.0f}% of the computed peak)"
-            for name, value in machine["gflops"].items() if value) + "; a share of it says how far a model's training "
+            f"{ceiling[name]:,.0f} GFLOP/s in {name} " + (f"({100 * ceiling[name] / value:.0f}% of the computed peak)"
+                                                          if value else "(no bfloat16 unit: it runs as float32)")
+            for name, value in machine["gflops"].items()) + "; a share of it says how far a model's training "
         "is from what this machine's arithmetic does reach.",
         f"Reference recipe (cnn_small, batch 64, Adam 1e-3): one epoch over the {len(train):,} training images. "
         f"mnist_lib is {speedup:.2f}x the plain-Keras speed. " + "; ".join(f"{r[0]}: {r[1]} images/s, {r[3]}"

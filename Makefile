@@ -54,7 +54,8 @@ browser:
 	|| echo "note: no Chromium and it could not be installed (needs root, apt-get and a package mirror); the browser test will skip"
 
 # Measure each section (tests/benchmarks/bench_NAME.py -> outputs/bench/NAME.json), then render BENCHMARKS.md from
-# every section measured so far. One or a few: `make bench SECTIONS="data pipeline"`. `accuracy` takes hours: opt-in.
+# every section measured so far. One or a few: `make bench SECTIONS="data pipeline"`. `accuracy`, `ensemble` and
+# `data_efficiency` take hours (they keep finished runs and resume): opt-in.
 SECTIONS ?= data training pipeline inference
 BENCH_ARGS_inference ?= --batch-size 32 --batch-size 256 --batch-size 1000
 bench: setup

@@ -29,6 +29,7 @@ class TrainConfig:
 
     model: str = "cnn_strong"
     epochs: int = 18
+    max_images_seen: int = 0
     batch_size: int = 128
     learning_rate: float = 0.003
     optimizer: str = "adam"
@@ -51,6 +52,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         models.check_model_name(params.require_str("model", self.model))
         params.require_int("epochs", self.epochs, minimum=1, maximum=10_000)
+        params.require_int("max_images_seen", self.max_images_seen, minimum=0)
         params.require_int("batch_size", self.batch_size, minimum=1, maximum=65_536)
         params.require_float("learning_rate", self.learning_rate, minimum=0.0, maximum=10.0, inclusive=False)
         params.require_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -97,6 +99,15 @@ class TrainConfig:
 
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
+
+
+def epochs_for(epochs: int, max_images_seen: int, train_images: int) -> int:
+    """`epochs`, cut so that one network sees at most `max_images_seen` training images (0: no limit), and at least
+    one epoch: a large training split is cut to fewer passes (54,000 MNIST images: 9 of 18 epochs under 500,000),
+    a small one keeps every epoch."""
+    if not max_images_seen:
+        return epochs
+    return max(1, min(epochs, max_images_seen // max(1, train_images)))
 
 
 def batch_size_for(batch_size: int, train_images: int) -> int:

@@ -155,10 +155,12 @@ def _results(results: dict[str, dict]) -> dict[str, tuple[str, dict]]:
 
 
 def _recipe(config: dict, members: list[dict]) -> str:
-    """A training configuration in a few words (with the batch size the first network trained on)."""
+    """A training configuration in a few words (with the epochs and batch size the first network trained with)."""
     used = members[0].get("batch_size", config["batch_size"]) if members else config["batch_size"]
     batch = f"batch {used}" + (f" (batch_size {config['batch_size']}, lowered for small data)" if used != config["batch_size"] else "")
-    words = [f"{config['model']}", f"{config['epochs']} epoch{'s' * (config['epochs'] != 1)} of {batch}",
+    ran = members[0].get("epochs", config["epochs"]) if members else config["epochs"]
+    epochs = f"{ran} epoch{'s' * (ran != 1)}" + (f" (epochs {config['epochs']}, cut by max_images_seen)" if ran != config["epochs"] else "")
+    words = [f"{config['model']}", f"{epochs} of {batch}",
              f"{config['optimizer']} {config['learning_rate']:g} ({config['lr_schedule']})"]
     if config.get("label_smoothing"):
         words.append(f"label smoothing {config['label_smoothing']:g}")

@@ -63,7 +63,8 @@ def fit(
     (history.csv, or history.member<k>.csv for an ensemble member); return the whole history with an `epoch`
     column. Ensemble member k (`member`; None for a single model) orders and augments its batches with seed
     `config.seed + k` and keeps its final state until `train` has finished every member; `callbacks` come last.
-    A small training split trains on smaller batches (`recipe.batch_size_for`); batch-norm statistics are
+    A small training split trains on smaller batches (`recipe.batch_size_for`), a large one for fewer epochs
+    (`recipe.epochs_for`, up to `config.max_images_seen` images); batch-norm statistics are
     recomputed from training images before every validation (`batchnorm.Recompute`)."""
     out_dir = Path(out_dir)
     history_csv = history_path(out_dir, member)
@@ -73,6 +74,11 @@ def fit(
         print(f"batch_size {config.batch_size} -> {batch_size}: {len(train)} training images, at least "
               f"{recipe.MIN_STEPS_PER_EPOCH} steps an epoch")
         config = replace(config, batch_size=batch_size)
+    epochs = recipe.epochs_for(config.epochs, config.max_images_seen, len(train))
+    if epochs != config.epochs:
+        print(f"epochs {config.epochs} -> {epochs}: {len(train):,} training images, max_images_seen "
+              f"{config.max_images_seen:,} (0 trains every epoch)")
+        config = replace(config, epochs=epochs)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     compile_model(model, config, steps_per_epoch)
     early_stopping = None
@@ -116,7 +122,7 @@ def fit(
         state.remove()
     history = pd.read_csv(history_csv)
     history.attrs.update(fit_seconds=seconds, resumed_from_epoch=epochs_done, epochs_this_run=len(history) - epochs_done,
-                         batch_size=batch_size)
+                         batch_size=batch_size, epochs=config.epochs)
     return history
 
 
@@ -141,7 +147,7 @@ def train(
     far below its training accuracy gets a warning (`health.check`), kept in the history's attrs for the summary."""
     out_dir = Path(out_dir)
     single = config.ensemble_size == 1
-    members, histories, calibrations, batch_sizes, alerts, seconds, images_seen = [], [], [], [], [], 0.0, 0
+    members, histories, calibrations, batch_sizes, epochs, alerts, seconds, images_seen = [], [], [], [], [], [], 0.0, 0
     for member in range(config.ensemble_size):
         seed = config.seed + member
         member_train, member_val = member_data(train_data, val, member, config.seed)
@@ -150,6 +156,7 @@ def train(
                       callbacks)
         seconds += history.attrs["fit_seconds"]
         batch_sizes.append(history.attrs["batch_size"])
+        epochs.append(history.attrs["epochs"])
         for message in health.check(history, train_data.num_classes):
             alerts.append(message if single else f"member {member}: {message}")
             warnings.warn(alerts[-1], stacklevel=2)
@@ -170,6 +177,7 @@ def train(
         images_seen=images_seen,
         calibrations=calibrations,
         batch_sizes=batch_sizes,
+        epochs=epochs,
         warnings=alerts,
     )
     with strategy().scope():
@@ -187,6 +195,7 @@ def write_summary(
     members = []
     calibrations = history.attrs.get("calibrations") or [None] * config.ensemble_size
     batch_sizes = history.attrs.get("batch_sizes") or [config.batch_size] * config.ensemble_size
+    epochs = history.attrs.get("epochs") or [config.epochs] * config.ensemble_size
     for member, rows in history.groupby("member") if "member" in history else [(0, history)]:
         best = rows.loc[rows["val_accuracy"].idxmax()]
         members.append({
@@ -199,6 +208,7 @@ def write_summary(
             "weights_from_epoch": int(best["epoch"]) + 1 if config.restore_best_weights else len(rows),
             "calibration": calibrations[int(member)],
             "batch_size": batch_sizes[int(member)],
+            "epochs": epochs[int(member)],
         })
     summary = {
         "config": asdict(config),

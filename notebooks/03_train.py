@@ -11,6 +11,7 @@ split_dir = "outputs/split"  # train/val arrays written by the split stage
 out_dir = "outputs/scratch/03_train"  # where model.keras, history, curves, summary go (pipeline: outputs/train)
 model = "cnn_strong"  # registry name: cnn_strong, mlp, baseline, cnn_small, cnn_kaggle, cnn_wide
 epochs = 18  # passes over the training split
+max_images_seen = 0  # fewer epochs for a large split: each network sees at most this many images (0: no limit)
 batch_size = 128  # images per gradient step
 learning_rate = 0.003  # optimizer step size (the peak of a one-cycle schedule)
 optimizer = "adam"  # adam, sgd or rmsprop
@@ -36,9 +37,9 @@ temperature_scaling = True  # calibrate the probabilities: fit a softmax tempera
 
 # %%
 config = recipe.TrainConfig(
-    model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
-    lr_schedule=lr_schedule, lr_decay=lr_decay, warmup_fraction=warmup_fraction, label_smoothing=label_smoothing,
-    rotation=rotation, zoom=zoom, shift=shift, seed=seed, patience=patience,
+    model=model, epochs=epochs, max_images_seen=max_images_seen, batch_size=batch_size, learning_rate=learning_rate,
+    optimizer=optimizer, lr_schedule=lr_schedule, lr_decay=lr_decay, warmup_fraction=warmup_fraction,
+    label_smoothing=label_smoothing, rotation=rotation, zoom=zoom, shift=shift, seed=seed, patience=patience,
     restore_best_weights=restore_best_weights, ensemble_size=ensemble_size, tta=tta,
     hidden_activation=hidden_activation, precision=precision, temperature_scaling=temperature_scaling,
 )

@@ -147,6 +147,9 @@ PLAIN = {"model": "mlp", "epochs": 2, "batch_size": 64, "optimizer": "sgd", "lea
     (PLAIN, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),  # no members recorded: the configured batch
     (PLAIN, [{"seconds": 1}], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),  # a member without its batch
     (PLAIN, [{"batch_size": 64}], "mlp, 2 epochs of batch 64, sgd 0.1 (constant)"),
+    ({**PLAIN, "epochs": 18}, [{"batch_size": 64, "epochs": 9}],
+     "mlp, 9 epochs (epochs 18, cut by max_images_seen) of batch 64, sgd 0.1 (constant)"),
+    ({**PLAIN, "epochs": 3}, [{"epochs": 1}], "mlp, 1 epoch (epochs 3, cut by max_images_seen) of batch 64, sgd 0.1 (constant)"),
     ({**PLAIN, "epochs": 1, "zoom": 0.15, "rotation": 0.0, "label_smoothing": 0.0, "ensemble_size": 2, "tta": False}, [],
      "mlp, 1 epoch of batch 64, sgd 0.1 (constant), augmentation: zoom 0.15, ensemble of 2"),
     ({**PLAIN, "ensemble_size": 1, "tta": True}, [], "mlp, 2 epochs of batch 64, sgd 0.1 (constant), ensemble of 1 with test-time shifts"),

@@ -1,5 +1,5 @@
 """Small data: batch-norm statistics recomputed from training images (checked against moments computed by hand),
-smaller batches for a small training split, and the warning when validation accuracy stays near chance or far
+smaller batches for a small training split, fewer epochs only for a large one, and the warning when validation accuracy stays near chance or far
 below training accuracy."""
 
 from __future__ import annotations
@@ -90,6 +90,27 @@ def test_after_fit_the_saved_statistics_are_the_final_weights_batch_moments(tmp_
 ])
 def test_a_small_training_split_trains_on_batches_that_make_eight_steps_an_epoch(batch_size, images, expected):
     assert recipe.batch_size_for(batch_size, images) == expected
+
+
+@pytest.mark.parametrize(("epochs", "limit", "images", "expected"), [
+    (18, 500_000, 54_000, 9), (18, 500_000, 60_000, 8), (18, 500_000, 42_000, 11), (18, 500_000, 27_777, 18),
+    (18, 500_000, 27_778, 17), (18, 500_000, 300, 18), (18, 0, 54_000, 18), (3, 100, 1_000, 1), (18, 500_000, 0, 18),
+])
+def test_a_large_training_split_trains_fewer_epochs_so_each_network_sees_at_most_max_images_seen(epochs, limit, images,
+                                                                                                  expected):
+    assert recipe.epochs_for(epochs, limit, images) == expected  # floor(500,000 / 54,000) = 9; 18 x 27,777 < 500,000
+
+
+def test_the_cut_run_trains_its_epochs_with_the_schedule_over_them_and_records_them(tmp_path, capsys):
+    # 3 epochs of 100 images, at most 250 seen: 2 epochs; one-cycle must reach 0 at their end, not at 3 epochs'.
+    train, val = digits(100, 1), digits(40, 2)
+    config = TrainConfig(model="mlp", epochs=3, max_images_seen=250, batch_size=25, learning_rate=0.01, seed=3,
+                         lr_schedule="one_cycle", temperature_scaling=False, tta=False)
+    model, history = training.train(train, val, config, tmp_path, live_plot=False, resume=False)
+    assert "epochs 3 -> 2: 100 training images, max_images_seen 250 (0 trains every epoch)" in capsys.readouterr().out
+    assert history["epoch"].tolist() == [0, 1] and history["learning_rate"].iloc[-1] == pytest.approx(0.0, abs=1e-9)
+    summary = training.write_summary(tmp_path, model, config, history)
+    assert summary["members"][0]["epochs"] == 2 and summary["epochs_run"] == 2 and summary["config"]["epochs"] == 3
 
 
 def history(train: list[float], val: list[float]) -> pd.DataFrame:

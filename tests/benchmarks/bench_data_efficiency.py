@@ -195,14 +195,10 @@ def plot(runs: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="MNIST training images per run, or all")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--no-folder", action="store_true", help="skip the many-class image folder")
     parser.add_argument("--raw-dir", type=Path, default=Path("outputs/data/raw"), help="the four MNIST IDX files")
-    parser.add_argument("--out-dir", type=Path, default=benchlib.OUT_DIR, help="where the section's JSON and plot go")
-    parser.add_argument("--runs-dir", type=Path, default=benchlib.RUNS_DIR / "data_efficiency",
-                        help="finished runs' records (committed: a later session resumes from them)")
-    parser.add_argument("--table-only", action="store_true", help="train nothing: write the table of the finished runs")
+    benchlib.kept_run_options(parser, "data_efficiency")
     args = parser.parse_args(argv)
     for size in args.sizes:
         if size != "all" and not (size.isdigit() and int(size) > 1):

@@ -147,6 +147,16 @@ def evict(paths: list[Path]) -> bool:
     return True
 
 
+def kept_run_options(parser, runs: str, what: str = "runs' records") -> None:
+    """The options of a section that keeps its finished runs (RUNS_DIR/`runs`, committed) and resumes from them:
+    --seeds, --out-dir, --runs-dir and --table-only."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the section's JSON (and plot) go")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR / runs,
+                        help=f"finished {what} (committed: a later session resumes from them)")
+    parser.add_argument("--table-only", action="store_true", help="train nothing: write the table of the finished runs")
+
+
 def changed_parameters(kept: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """The parameters in which a kept run's configuration differs from its recipe's now (`now`: the parameters with
     an effect, `TrainConfig.effective`; those the kept run's version did not have yet, and `ignore`, are not
@@ -186,9 +196,17 @@ def as_configured(run: dict, tta: bool) -> dict | None:
 
 def stale_parameters(run: dict, config) -> list[str]:
     """Why a kept run must be trained again for its recipe's configuration now (`config`, a TrainConfig): the
-    parameters with an effect that differ (`changed_parameters`; `tta` aside, training does not depend on it), and
-    `tta` when the run lacks the figures `as_configured` needs for the recipe's setting."""
-    stale = changed_parameters(run["config"], config.effective(), ignore=("tta",))
+    parameters with an effect that differ (`changed_parameters`; `tta` aside, training does not depend on it),
+    `max_images_seen` when it changed the epochs the run's `train_images` train for (or the run lacks that count),
+    and `tta` when the run lacks the figures `as_configured` needs for the recipe's setting."""
+    from mnist_lib import recipe  # TensorFlow: only for the benchmarks that train
+
+    stale = changed_parameters(run["config"], config.effective(), ignore=("tta", "max_images_seen"))
+    kept = run["config"].get("max_images_seen", 0)  # a run kept from before it existed trained every epoch
+    images = run.get("train_images")
+    if kept != config.max_images_seen and (images is None or recipe.epochs_for(config.epochs, kept, images)
+                                           != recipe.epochs_for(config.epochs, config.max_images_seen, images)):
+        stale.append("max_images_seen")
     return stale + (["tta"] if as_configured(run, config.tta) is None else [])
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import benchlib
 
 HERE = Path(__file__).resolve().parent
-KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 30, "data_efficiency": 35, "pipeline": 40, "inference": 60, "suite": 90}
+KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 30, "ensemble": 31, "faster_default": 32, "data_efficiency": 35, "pipeline": 40, "inference": 60, "suite": 90}
 COMMANDS = {"suite": "make bench-suite", "accuracy": "make bench SECTIONS=accuracy (hours)",
-            "data_efficiency": "make bench SECTIONS=data_efficiency (hours)"}
+            "data_efficiency": "make bench SECTIONS=data_efficiency (hours)",
+            "ensemble": "make bench SECTIONS=ensemble (hours; resumable)"}
 RULE = ("Every ratio compares two things measured in the same run on the same machine; absolute times are for "
         "reference only: they depend on the machine and on whatever else it was doing (see the load average).")
 

@@ -104,6 +104,19 @@ def test_a_kept_run_counts_with_the_test_time_shift_figures_its_recipe_now_asks_
                     "-> 97.00 +- 0.00, test 94.00 +- 0.00 -> 96.00 +- 0.00 (2 seeds)")
 
 
+def test_a_run_kept_from_before_max_images_seen_is_trained_again_only_where_the_limit_cuts_its_epochs(monkeypatch):
+    monkeypatch.chdir(REPO)
+    now = benchlib.train_config([], epochs=18, max_images_seen=500_000, seed=1)
+    old = {key: value for key, value in now.__dict__.items() if key != "max_images_seen"}  # every epoch was trained
+    run = {"recipe": "default", "seed": 1, "config": old, "with_tta": {}, "test_accuracy": 0.9}
+    assert benchlib.stale_parameters({**run, "train_images": 10_000}, now) == []  # 18 x 10,000 < 500,000: all 18
+    assert benchlib.stale_parameters({**run, "train_images": 54_001}, now) == ["max_images_seen"]  # 9 of 18 now
+    assert benchlib.stale_parameters(run, now) == ["max_images_seen"]  # no count kept: cannot tell
+    assert benchlib.stale_parameters({**run, "train_images": 54_001, "config": now.__dict__}, now) == []
+    default = benchlib.train_config([], seed=1)  # params/train.yaml: max_images_seen 0, what the kept run did
+    assert default.max_images_seen == 0 and benchlib.stale_parameters({**run, "train_images": 54_001}, default) == []
+
+
 @pytest.mark.parametrize("accuracies, met", [((0.9958, 0.9960, 0.9960), False), ((0.9960, 0.9962, 0.9961), True)])
 def test_the_full_mnist_target_is_the_mean_of_three_seeds_at_99_60(accuracies, met):
     runs = [{"recipe": "default", "data": "all", "seed": s, "train_images": 54001, "test_accuracy": a}

@@ -1,5 +1,5 @@
-"""The training and accuracy benchmarks run end to end on tiny real data: every requested model or recipe trained,
-the section JSON written with its rows and targets, finished accuracy runs kept and skipped on a rerun."""
+"""The training, accuracy and ensemble benchmarks run end to end on tiny real data: every requested model, recipe or
+member trained, the section JSON written with its rows and targets, finished runs kept and skipped on a rerun."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import bench_accuracy
+import bench_ensemble
 import bench_training
 import flops
 from conftest import REPO, draw_digits, write_tiny_mnist
@@ -141,6 +142,7 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, wi
     (row,) = section["rows"]
     assert row[0] == "reference_cnn_wide" and row[3] == 2 and " +- " in row[4]
     assert section["targets"][0]["met"] is False  # two seeds are not enough to claim a target
+    assert not (tmp_path / "faster_default.json").exists()  # no faster default trained: no section for it
     capsys.readouterr()
     assert bench_accuracy.main(argv) == 0
     assert capsys.readouterr().out.count("done before") == 2
@@ -166,7 +168,67 @@ def test_accuracy_benchmark_trains_again_a_kept_run_whose_recipe_changed(tiny, w
     assert json.loads((tmp_path / "accuracy.json").read_text())["rows"][0][3] == 2
 
 
+def test_the_faster_default_is_held_to_half_the_defaults_fit_time_over_seeds_trained_in_one_sitting():
+    def run(recipe, seed, seconds, sitting="s1"):
+        return {"recipe": recipe, "seed": seed, "fit_seconds": seconds, "sitting": sitting}
+
+    runs = [run("default", 1, 500), run("half_epochs", 1, 240), run("default", 2, 520),
+            run("half_epochs", 2, 270), run("default", 3, 480), run("half_epochs", 3, 230)]
+    (target,) = bench_accuracy.speed_target(runs)
+    assert target["target"] == "half_epochs: fit time <= 0.5x default's (the same seeds, trained in one sitting)"
+    assert target["measured"].startswith("0.49x (740 s / 1500 s of fit; seeds 1, 2, 3; s1)")  # 740 / 1500, by hand
+    assert target["met"] is True
+    runs[5] = run("half_epochs", 3, 280)  # 790 / 1500 = 0.53
+    assert bench_accuracy.speed_target(runs)[0]["met"] is False
+    runs[5] = run("half_epochs", 3, 10, sitting="s2")  # another sitting: seed 3 does not count, two pairs are too few
+    (target,) = bench_accuracy.speed_target(runs)
+    assert target["measured"].startswith("0.50x (510 s / 1020 s of fit; seeds 1, 2;") and target["met"] is False
+    assert bench_accuracy.speed_target([run("half_epochs", 1, 9, "s1"), run("default", 1, 9, "s2")])[0][
+        "measured"] == "not trained in one sitting yet"
+    assert bench_accuracy.speed_target([run("fast", 1, 9)]) == []
+
+
 def test_every_recipe_names_a_profile_that_exists():
     for recipe, spec in bench_accuracy.RECIPES.items():
         assert all((REPO / name).is_file() for name in spec["files"]), recipe
         bench_accuracy.recipe_config(recipe, 1)
+
+
+def test_the_ensemble_curve_averages_the_first_k_members_softmax():
+    # 3 test images of classes 0, 1, 2; member 0 gets image 0 right, member 1 images 1 and 2, member 2 image 2.
+    first = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.6, 0.0, 0.4]])
+    second = np.array([[0.3, 0.7, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    third = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    # means: 2 members [[.45,.55,0],[.3,.7,0],[.3,0,.7]] -> 1, 1, 2; 3 members [[.3,.7,0],[.53,.47,0],[.2,0,.8]] -> 1, 0, 2
+    assert bench_ensemble.curve({7: [first, second, third]}, np.array([0, 1, 2])) == {7: [1 / 3, 2 / 3, 1 / 3]}
+    section = bench_ensemble.section({1: [0.99, 0.995, 0.996], 2: [0.98, 0.985]}, 3, [10.0, 20.0])
+    assert section["rows"] == [[1, "98.50 +- 0.71", 2, "1, 2"], [2, "99.00 +- 0.71", 2, "1, 2"], [3, "99.60 +- -", 1, "1"]]
+    assert section["targets"] == [{"target": "best (3 members): >= 99.75% test (mean of the seeds)",
+                                   "measured": "99.60% (1 seeds)", "met": False}]
+
+
+def test_the_ensemble_benchmark_keeps_each_member_and_trains_only_those_missing(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # the profile is read from params/
+    monkeypatch.setattr(bench_ensemble, "OVERRIDES", {"epochs": 1})
+    argv = ["--seeds", "1", "--split-dir", str(tiny[0]), "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)]
+    assert bench_ensemble.main(["--members", "2", *argv]) == 0
+    records = [json.loads((tmp_path / "runs" / f"seed1-member{k}.json").read_text()) for k in (0, 1)]
+    assert [(r["member"], r["config"]["seed"], r["config"]["ensemble_size"], r["epochs_trained"]) for r in records] == [
+        (0, 1, 5, 1), (1, 1, 5, 1)]
+    outputs = [np.load(tmp_path / "runs" / f"seed1-member{k}.npz")["test_softmax"].astype(np.float32) for k in (0, 1)]
+    labels = split.load_split(tiny[0], "test").labels
+    alone = [float((output.argmax(axis=1) == labels).mean()) for output in outputs]
+    both = float(((outputs[0] + outputs[1]).argmax(axis=1) == labels).mean())
+    assert [r["test_accuracy"] for r in records] == pytest.approx(alone)
+    section = json.loads((tmp_path / "ensemble.json").read_text())
+    assert [row[:3] for row in section["rows"]] == [[1, f"{alone[0] * 100:.2f} +- -", 1], [2, f"{both * 100:.2f} +- -", 1]]
+    assert "no seed has 5 members yet (at most 2)" in section["targets"][0]["measured"]
+    capsys.readouterr()
+    assert bench_ensemble.main(["--members", "3", *argv]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 2 and "seed 1 member 2: test" in out
+    assert len(json.loads((tmp_path / "ensemble.json").read_text())["rows"]) == 3
+    changed = tmp_path / "runs" / "seed1-member1.json"
+    changed.write_text(json.dumps({**records[1], "config": {**records[1]["config"], "learning_rate": 0.5}}))
+    assert bench_ensemble.main(["--table-only", *argv]) == 0  # member 1 is stale: the seed's curve stops before it
+    assert [row[0] for row in json.loads((tmp_path / "ensemble.json").read_text())["rows"]] == [1]

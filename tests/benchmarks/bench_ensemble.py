@@ -88,7 +88,7 @@ def section(accuracies: dict[int, list[float]], ensemble_size: int, fit: list[fl
     full = [values[ensemble_size - 1] for values in accuracies.values() if len(values) >= ensemble_size]
     mean = float(np.mean(full)) * 100 if full else None
     targets = [{"target": f"best ({ensemble_size} members): >= {TARGET}% test (mean of the seeds)",
-                "measured": f"{mean:.2f}% ({len(full)} seeds)" if full else
+                "measured": f"{mean:.2f}% ({len(full)} seed{'s' * (len(full) != 1)})" if full else
                 f"no seed has {ensemble_size} members yet (at most {longest})",
                 "met": bool(mean is not None and mean >= TARGET and len(full) >= 3)}]
     chart = [] if longest < 2 else [

@@ -204,7 +204,7 @@ def test_the_ensemble_curve_averages_the_first_k_members_softmax():
     section = bench_ensemble.section({1: [0.99, 0.995, 0.996], 2: [0.98, 0.985]}, 3, [10.0, 20.0])
     assert section["rows"] == [[1, "98.50 +- 0.71", 2, "1, 2"], [2, "99.00 +- 0.71", 2, "1, 2"], [3, "99.60 +- -", 1, "1"]]
     assert section["targets"] == [{"target": "best (3 members): >= 99.75% test (mean of the seeds)",
-                                   "measured": "99.60% (1 seeds)", "met": False}]
+                                   "measured": "99.60% (1 seed)", "met": False}]
 
 
 def test_the_ensemble_benchmark_keeps_each_member_and_trains_only_those_missing(tiny, tmp_path, monkeypatch, capsys):

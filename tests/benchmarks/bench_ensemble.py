@@ -6,7 +6,7 @@
 Member k of the ensemble with seed s is trained as `training.train` trains the profile's member k: seed s + k, its
 own validation split (`training.member_data`), early stopping and best-weights restore on that split, calibrated on
 it. Each finished member keeps its softmax over the test split, averaged over its one-pixel shifts as the saved
-model predicts (float16, compressed, about 100 KB), and a JSON record in tests/benchmarks/runs/ensemble/ (committed
+model predicts (float16, compressed, about 160 KB), and a JSON record in tests/benchmarks/runs/ensemble/ (committed
 with the code); a rerun, in this or a later session on a fresh machine, trains only the members not kept yet (or
 those whose recipe changed since), so the curve grows as time allows. The ensemble of the first k members predicts
 the mean of their softmax outputs, what `models.combine` computes. The member count is the profile's choice; the

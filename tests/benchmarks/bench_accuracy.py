@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import runtime, split, training  # noqa: E402
+from mnist_lib import split, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 from mnist_lib.records import Dataset  # noqa: E402
 
@@ -60,7 +60,7 @@ def with_channels(data: Dataset, channels: int) -> Dataset:
 
 def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
     """Train one recipe with one seed; return its validation and test figures and timings."""
-    config = recipe_config(recipe, seed)
+    config, other = recipe_config(recipe, seed), benchlib.OtherWork()
     channels = RECIPES[recipe].get("channels", 1)
     train, val, test = (with_channels(split.load_split(split_dir, name), channels) for name in ("train", "val", "test"))
     with tempfile.TemporaryDirectory() as out:
@@ -75,8 +75,7 @@ def run_once(recipe: str, seed: int, split_dir: Path) -> dict:
         "test_accuracy": benchlib.accuracy(model, test), "final_val_accuracy": final_val,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall,
         "images_per_second": history.attrs["images_seen"] / history.attrs["fit_seconds"],
-        "epochs": config.epochs, "environment": runtime.environment(), "load_average": os.getloadavg(),
-        "sitting": SITTING,
+        "epochs": config.epochs, **benchlib.run_provenance(other), "sitting": SITTING,
     }
     if config.ensemble_size == 1 and not config.tta:  # what test-time augmentation would add, judged on val
         result["with_tta"] = benchlib.tta_figures(model, val, test)
@@ -139,6 +138,7 @@ def section(runs: list[dict]) -> dict:
         targets.append({"target": rule, "measured": f"{measured:.2f}% (seeds {seeds}; fit {max(fit):.0f} s at most)",
                         "met": bool(met and len(mine) >= 3)})
     return {
+        **benchlib.kept_runs_provenance(runs),
         "section": "accuracy", "title": "Accuracy of each recipe over seeds (real MNIST)", "order": 30,
         "command": "python tests/benchmarks/bench_accuracy.py",
         "columns": ["recipe", "model", "epochs (all members)", "seeds", "test accuracy % (mean +- sd)",
@@ -147,8 +147,9 @@ def section(runs: list[dict]) -> dict:
         "notes": [
             "Training uses the split stage's train split; early stopping and best-weights restore look only at its "
             "val split. The test split is predicted once, after training, and never selects anything.",
-            "Recipes are params/train.yaml (the default) with a profile from params/profiles/ over it; "
-            "reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did.",
+            "Recipes are params/train.yaml (the default) with a profile from params/profiles/ over it"
+            + ("; reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did."
+               if any(row[0] == "reference_cnn_wide" for row in rows) else "."),
             "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine, with "
             "whatever else ran beside it (each run's load average is in its file in tests/benchmarks/runs/accuracy/); "
             "the default's training time on a quiet machine is the time-to-accuracy section's whole-run figure.",

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import datasets, runtime, split, sweep_plots, training  # noqa: E402
+from mnist_lib import datasets, split, sweep_plots, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 
 RECIPES = {  # name -> profiles over params/train.yaml
@@ -74,7 +74,7 @@ def run_once(recipe: str, parts: dict, seed: int) -> dict:
     """Train one recipe with one seed on `parts`; return its test accuracy (averaged over one-pixel shifts when the
     recipe sets `tta`), validation figures, timings, and both accuracies with and without the shifts (`with_tta`:
     training does not depend on `tta`, so the network is trained once, without it, and measured both ways)."""
-    config = recipe_config(recipe, seed)
+    config, other = recipe_config(recipe, seed), benchlib.OtherWork()
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         model, history = training.train(parts["train"], parts["val"], replace(config, tta=False), out, live_plot=False,
@@ -88,7 +88,7 @@ def run_once(recipe: str, parts: dict, seed: int) -> dict:
         "test_accuracy": figures["test_accuracy" if config.tta else "test_accuracy_without"],
         "best_val_accuracy": float(history["val_accuracy"].max()), "with_tta": figures,
         "fit_seconds": history.attrs["fit_seconds"], "train_wall_seconds": wall, "warnings": history.attrs["warnings"],
-        "environment": runtime.environment(), "load_average": os.getloadavg(),
+        **benchlib.run_provenance(other),
     }
 
 
@@ -148,6 +148,7 @@ def section(runs: list[dict], datasets_order: list[str]) -> dict:
     tta_notes = [note for data in datasets_order
                  if (note := benchlib.tta_note(f"default on {label(data)}", by.get(("default", data), [])))]
     return {
+        **benchlib.kept_runs_provenance(runs),
         "section": "data_efficiency", "title": "Data efficiency: test accuracy against training images", "order": 35,
         "command": "python tests/benchmarks/bench_data_efficiency.py",
         "columns": ["data", "training images", *[f"{recipe} test % (seeds)" for recipe in RECIPES]],

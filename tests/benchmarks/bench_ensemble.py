@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import benchlib  # noqa: E402
-from mnist_lib import calibration, evaluation, models, runtime, split, training  # noqa: E402
+from mnist_lib import calibration, evaluation, models, split, training  # noqa: E402
 from mnist_lib.recipe import TrainConfig  # noqa: E402
 
 PROFILE = ["params/profiles/best.yaml"]
@@ -44,7 +44,7 @@ def member_config(seed: int) -> TrainConfig:
 
 def train_member(data: dict, seed: int, member: int) -> tuple[dict, np.ndarray]:
     """Train member `member` of the ensemble with seed `seed`; return its record and its test softmax (with shifts)."""
-    config = member_config(seed)
+    config, other = member_config(seed), benchlib.OtherWork()
     member_train, member_val = training.member_data(data["train"], data["val"], member, config.seed)
     net = training.build(config, member_train.image_shape, member_train.num_classes, config.seed + member)
     with tempfile.TemporaryDirectory() as out:
@@ -57,8 +57,7 @@ def train_member(data: dict, seed: int, member: int) -> tuple[dict, np.ndarray]:
         "epochs_trained": history.attrs["epochs"], "best_val_accuracy": float(history["val_accuracy"].max()),
         "val_accuracy": benchlib.accuracy(shifted, member_val), "calibration": temperature,
         "test_accuracy": float((probabilities.astype(np.float32).argmax(axis=1) == data["test"].labels).mean()),
-        "fit_seconds": history.attrs["fit_seconds"], "environment": runtime.environment(),
-        "load_average": os.getloadavg(), "measured": benchlib.utc_now(),
+        "fit_seconds": history.attrs["fit_seconds"], **benchlib.run_provenance(other),
     }
     return record, probabilities
 
@@ -75,9 +74,11 @@ def curve(members: dict[int, list[np.ndarray]], labels: np.ndarray) -> dict[int,
     return out
 
 
-def section(accuracies: dict[int, list[float]], ensemble_size: int, fit: list[float]) -> dict:
+def section(accuracies: dict[int, list[float]], ensemble_size: int, records: list[dict]) -> dict:
     """The section: a row per member count with the mean +- sd over the seeds that have that many members, the
-    target row for the profile's own member count, and a chart of the mean against the count."""
+    target row for the profile's own member count, and a chart of the mean against the count (`records`: the
+    members counted, for their fit time, machine and date)."""
+    fit = [record["fit_seconds"] for record in records]
     longest = max((len(values) for values in accuracies.values()), default=0)
     rows, means = [], []
     for count in range(1, longest + 1):
@@ -97,6 +98,7 @@ def section(accuracies: dict[int, list[float]], ensemble_size: int, fit: list[fl
         f'    y-axis "test accuracy %" {min(means) - 0.05:.2f} --> {max(max(means), TARGET) + 0.05:.2f}',
         f"    line [{', '.join(f'{value:.3f}' for value in means)}]", "```"]
     return {
+        **benchlib.kept_runs_provenance(records),
         "section": "ensemble", "title": "Ensemble members against test accuracy (the best profile)", "order": 31,
         "command": "python tests/benchmarks/bench_ensemble.py",
         "columns": ["members", "test accuracy % (mean +- sd)", "seeds", "which seeds"],
@@ -143,17 +145,17 @@ def main(argv: list[str] | None = None) -> int:
             record.write_text(json.dumps(result, indent=2) + "\n")  # last: a record means its outputs are complete
             print(f"seed {seed} member {member}: test {result['test_accuracy']:.4f} alone, fit {result['fit_seconds']:.0f} s "
                   f"({time.perf_counter() - started:.0f} s in all)", flush=True)
-    outputs, fit, labels = {}, [], None
+    outputs, kept_records, labels = {}, [], None
     for seed in sorted({int(path.name.split("-")[0].removeprefix("seed")) for path in args.runs_dir.glob("seed*-member*.json")}):
         for member in range(10_000):  # a seed's members in order, up to the first one missing or stale
             record = args.runs_dir / f"seed{seed}-member{member}.json"
             if not record.is_file() or benchlib.stale_parameters(kept := json.loads(record.read_text()), member_config(seed)):
                 break
             outputs.setdefault(seed, []).append(np.load(record.with_suffix(".npz"))["test_softmax"].astype(np.float32))
-            fit.append(kept["fit_seconds"])
+            kept_records.append(kept)
     if outputs:
         labels = split.load_split(args.split_dir, "test").labels
-    benchlib.write_section(section(curve(outputs, labels) if outputs else {}, size, fit), args.out_dir)
+    benchlib.write_section(section(curve(outputs, labels) if outputs else {}, size, kept_records), args.out_dir)
     return 0
 
 

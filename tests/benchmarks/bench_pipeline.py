@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             "less from other load than the difference of two runs. The rest of the overhead is in the cells: each "
             "notebook imports its libraries again, and the inline backend renders every figure once more for the "
             "notebook.",
-            f"Overhead of this run: (sum of the stage runs - the whole one-process run) / the one-process run. Each "
-            f"stage run pays one DVC start (about the no-op time) that a single `dvc repro` pays once.",
+            "Overhead of this run: (sum of the stage runs - the whole one-process run) / the one-process run. Each "
+            "stage run pays one DVC start (about the no-op time) that a single `dvc repro` pays once.",
             f"Extrapolated: the per-stage overheads ({sum(overhead.values()):.1f} s, report included) do not grow "
             f"with epochs, so they are set against `make pipeline`'s compute: eda, split and evaluate as measured here "
             f"in one process ({eda_split:.1f} s) + the full training, {real_train_s:.0f} s (fit_seconds of the last real "

@@ -35,13 +35,52 @@ def total_ram_gib() -> float | None:
         return None
 
 
+def busy_cpu_seconds(stat: str = "/proc/stat") -> float | None:
+    """CPU seconds the whole machine has spent busy since boot, from the first line of `stat` (user, nice, system,
+    irq, softirq and steal: time the hypervisor gave to other machines counts, idle and iowait do not); None where
+    there is no such file."""
+    try:
+        fields = [int(value) for value in Path(stat).read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds this process (all its threads) and its finished child processes have used."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+class OtherWork:
+    """Other work on the machine while a benchmark ran: the busy CPU time of everything but this process (and its
+    finished children) since the object was made, in cores on average. A load average cannot tell this: it counts
+    the benchmark's own threads, so a benchmark that keeps 2 cores busy reads as a busy 2-core machine."""
+
+    def __init__(self, stat: str = "/proc/stat", clock=time.monotonic, own=own_cpu_seconds):
+        self.stat, self.clock, self.own = stat, clock, own
+        self.started = (clock(), busy_cpu_seconds(stat), own())
+
+    def cores(self) -> float | None:
+        """Cores' worth of other work since the start, on average (None where the machine's CPU time is unknown)."""
+        wall, busy, own = self.clock(), busy_cpu_seconds(self.stat), self.own()
+        if busy is None or self.started[1] is None or wall <= self.started[0]:
+            return None
+        return round(max(0.0, (busy - self.started[1]) - (own - self.started[2])) / (wall - self.started[0]), 2)
+
+
+STARTED = OtherWork()  # when this benchmark process started: a section's other work is measured from here
+
+
 def environment() -> dict:
     """mnist_lib.runtime.environment() (versions, threads, devices, the CPU) plus the CPU model on its own (the key
-    report.py reads), the total RAM and the load average when the section was written (other work on the machine
-    slows every figure)."""
+    report.py reads), the total RAM, the load average when the section was written, and the other work on the
+    machine since this process started (`OtherWork`: other work slows every figure)."""
     settings = runtime.environment()
     return {**settings, "cpu_model": settings["cpu"]["model"], "ram_gib": total_ram_gib(), "platform": platform.platform(),
-            "load_average": [round(value, 2) for value in os.getloadavg()]}  # other work on the machine (1, 5, 15 min)
+            "load_average": [round(value, 2) for value in os.getloadavg()],  # 1, 5, 15 min, this process included
+            "other_cores": STARTED.cores()}
 
 
 @dataclass(frozen=True)
@@ -125,6 +164,29 @@ def write_section(section: dict, out_dir: str | Path | None = None, filename: st
     path.write_text(json.dumps(section, indent=2) + "\n")
     print(f"{section['title']}: -> {path}")
     return path
+
+
+def run_provenance(other: OtherWork) -> dict:
+    """What a kept run records about where and when it ran: versions and threads, the load average at its end (its
+    own work included), the other work since `other` started, and when it finished."""
+    return {"environment": runtime.environment(), "load_average": os.getloadavg(), "other_cores": other.cores(),
+            "measured": utc_now()}
+
+
+def kept_runs_provenance(runs: list[dict]) -> dict:
+    """`measured_at` and `environment` of a section whose rows come from kept runs (`kept_run_options`), which may be
+    written long after they ran: when the newest run finished (or its sitting began, for runs that did not record
+    the end), its machine and versions, no load average (each run's is in its record), and the most other work any
+    run saw (`OtherWork`; None when no run measured it)."""
+    if not runs:
+        return {}
+    newest = max(runs, key=lambda run: run.get("measured") or run.get("sitting") or "")
+    others = [run["other_cores"] for run in runs if run.get("other_cores") is not None]
+    settings = newest.get("environment") or {}
+    cpu = settings.get("cpu") or {}
+    return {"measured_at": newest.get("measured") or newest.get("sitting"),
+            "environment": {**environment(), **settings, **({"cpu_model": cpu["model"]} if cpu.get("model") else {}),
+                            "load_average": None, "other_cores": max(others) if others else None}}
 
 
 def utc_now() -> str:

@@ -21,8 +21,10 @@ KNOWN_ORDER = {"data": 10, "training": 20, "time_to_accuracy": 25, "accuracy": 3
 COMMANDS = {"suite": "make bench-suite", "accuracy": "make bench SECTIONS=accuracy (hours)",
             "data_efficiency": "make bench SECTIONS=data_efficiency (hours)",
             "ensemble": "make bench SECTIONS=ensemble (hours; resumable)"}
+BUSY_CORES = 0.25  # other work above this many cores on average marks a section as measured on a busy machine
 RULE = ("Every ratio compares two things measured in the same run on the same machine; absolute times are for "
-        "reference only: they depend on the machine and on whatever else it was doing (see the load average).")
+        "reference only: they depend on the machine and on whatever else it was doing (each section says how much "
+        "other work the machine had).")
 
 
 def number(value) -> str:
@@ -157,14 +159,20 @@ def section_block(section: dict, newest: dict | None, mixed: bool) -> list[str]:
     """One section: title, command and date, its table, its notes."""
     env = section["environment"]
     when = section["measured_at"].replace("T", " ").removesuffix("Z") + " UTC"
-    load = env.get("load_average")
+    load, others = env.get("load_average"), env.get("other_cores")
+    context = ([f"load average {', '.join(map(str, load))}"] if load else []) + \
+        ([f"other work {others:.2f} cores"] if others is not None else [])
     lines = [f"## {section['title']}", "",
-             f"`{section['command']}`, measured {when}" + (f" (load average {', '.join(map(str, load))})" if load else "") + ".",
-             ""]
-    if load and env.get("cpu_count") and max(load) > env["cpu_count"]:
-        lines += [f"**The machine was busy:** a load average above its {env['cpu_count']} cores (the benchmark counts for "
-                  "about one). Parallel code (worker processes, threaded parsers, BLAS) suffers most, so ratios against "
-                  "single-threaded naive code are understated; rerun on an idle machine for clean figures.", ""]
+             f"`{section['command']}`, measured {when}" + (f" ({'; '.join(context)})" if context else "") + ".", ""]
+    if others is not None and others > BUSY_CORES:
+        lines += [f"**The machine was busy:** other processes took {others:.2f} of its {env.get('cpu_count', '?')} cores "
+                  "on average while this ran (the machine's busy CPU time less the benchmark's own, from /proc/stat), so "
+                  "its times are slower than on a quiet machine; rerun on an idle machine for clean figures.", ""]
+    elif others is None and load and env.get("cpu_count") and max(load) > env["cpu_count"]:
+        lines += [f"**The machine may have been busy:** a load average above its {env['cpu_count']} cores (the "
+                  "benchmark's own threads count in it, and this section did not measure the other work). Parallel code "
+                  "(worker processes, threaded parsers, BLAS) suffers most, so ratios against single-threaded naive code "
+                  "are understated; rerun on an idle machine for clean figures.", ""]
     if mixed and newest is not None and machine(env) != machine(newest["environment"]):
         lines += [f"Machine: {machine(env)}.", ""]
     lines += table(section["columns"], section["rows"])

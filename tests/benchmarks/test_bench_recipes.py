@@ -142,6 +142,8 @@ def test_accuracy_benchmark_keeps_finished_runs_and_reports_mean_and_sd(tiny, wi
     (row,) = section["rows"]
     assert row[0] == "reference_cnn_wide" and row[3] == 2 and " +- " in row[4]
     assert section["targets"][0]["met"] is False  # two seeds are not enough to claim a target
+    assert any("reference_cnn_wide sees the gray images repeated" in note for note in section["notes"])
+    assert not any("reference_cnn_wide" in note for note in bench_accuracy.section([])["notes"])  # only with its row
     assert not (tmp_path / "faster_default.json").exists()  # no faster default trained: no section for it
     capsys.readouterr()
     assert bench_accuracy.main(argv) == 0
@@ -201,7 +203,7 @@ def test_the_ensemble_curve_averages_the_first_k_members_softmax():
     third = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     # means: 2 members [[.45,.55,0],[.3,.7,0],[.3,0,.7]] -> 1, 1, 2; 3 members [[.3,.7,0],[.53,.47,0],[.2,0,.8]] -> 1, 0, 2
     assert bench_ensemble.curve({7: [first, second, third]}, np.array([0, 1, 2])) == {7: [1 / 3, 2 / 3, 1 / 3]}
-    section = bench_ensemble.section({1: [0.99, 0.995, 0.996], 2: [0.98, 0.985]}, 3, [10.0, 20.0])
+    section = bench_ensemble.section({1: [0.99, 0.995, 0.996], 2: [0.98, 0.985]}, 3, [{"fit_seconds": 10.0}, {"fit_seconds": 20.0}])
     assert section["rows"] == [[1, "98.50 +- 0.71", 2, "1, 2"], [2, "99.00 +- 0.71", 2, "1, 2"], [3, "99.60 +- -", 1, "1"]]
     assert section["targets"] == [{"target": "best (3 members): >= 99.75% test (mean of the seeds)",
                                    "measured": "99.60% (1 seed)", "met": False}]

@@ -4,9 +4,12 @@ Kaggle CSV and JPG files by the section itself), write JSON in the shared schema
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,7 +101,7 @@ def test_the_whole_suite_is_held_to_the_ten_minute_limit_and_the_six_minute_aim(
 
 def test_report_renders_every_section_the_targets_and_what_is_not_measured(data_run, tmp_path):
     root, data = data_run
-    idle = {**data, "environment": {**data["environment"], "load_average": [0.1, 0.1, 0.1]}}
+    idle = {**data, "environment": {**data["environment"], "load_average": [0.1, 0.1, 0.1], "other_cores": 0.0}}
     benchlib.write_section({"section": "inference", "title": "Inference", "order": 60, "command": "python x.py",
                             "columns": ["what", "seconds", "images/s"], "rows": [["cnn_small, batch 1,000", 0.8123, 12345.6]],
                             "notes": ["best of 3"], "targets": [{"target": "fast", "measured": "9 s", "met": False}],
@@ -119,10 +122,17 @@ def test_report_renders_every_section_the_targets_and_what_is_not_measured(data_
     assert "| cnn_small, batch 1,000 | 0.812 | 12,346 |" in text
     assert "`python tests/benchmarks/bench_data.py --raw-dir" in text and "- best of 3" in text
     assert "busy" not in text
-    busy = {**data["environment"], "load_average": [9.0, 9.0, 9.0], "cpu_count": 2}
-    benchlib.write_section({**json.loads((tmp_path / "inference.json").read_text()), "environment": busy}, tmp_path)
-    report.main(["--bench-dir", str(tmp_path), "--output", str(output)])
-    assert output.read_text().count("**The machine was busy:**") == 1
+    inference = json.loads((tmp_path / "inference.json").read_text())
+    for others, load, warning in [(0.9, 0.1, "**The machine was busy:** other processes took 0.90 of its 2 cores"),
+                                  (0.1, 9.0, None),  # its own threads: a load average of 9 with no other work
+                                  (None, 9.0, "**The machine may have been busy:** a load average above its 2 cores"),
+                                  (None, 1.5, None)]:
+        env = {**data["environment"], "load_average": [load] * 3, "cpu_count": 2, "other_cores": others}
+        benchlib.write_section({**inference, "environment": env}, tmp_path)
+        report.main(["--bench-dir", str(tmp_path), "--output", str(output)])
+        text = output.read_text()
+        assert text.count("busy:**") == (warning is not None) and (warning is None or warning in text), (others, load)
+        assert ("other work 0.90 cores" in text) == (others == 0.9)
 
 
 EARLIER = """# Benchmarks
@@ -177,3 +187,39 @@ def test_report_keeps_earlier_sections_it_has_no_json_for_and_replaces_those_it_
     assert text.count("## suite") == 1 and "## training" not in text  # a kept section is not also "not measured"
     assert report.main(["--bench-dir", str(tmp_path), "--output", str(output)]) == 0
     assert output.read_text() == text  # rendering again changes nothing
+
+
+def test_other_work_is_the_machines_busy_cpu_time_less_this_processs_own(tmp_path):
+    tick, stat = os.sysconf("SC_CLK_TCK"), tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice: busy 100+50+10 = 160 ticks, later 530 ticks
+    stat.write_text("cpu  100 0 50 1000 20 0 0 10 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    clock, own = iter([10.0, 12.0]), iter([0.5, 2.5])
+    other = benchlib.OtherWork(str(stat), clock=lambda: next(clock), own=lambda: next(own))
+    stat.write_text("cpu  400 0 100 1500 30 5 5 20 0 0\n")
+    assert other.cores() == round((370 / tick - 2.0) / 2.0, 2)  # 3.7 s busy, 2 s of it ours, over 2 s: 0.85 at 100 Hz
+    clock, own = iter([10.0, 12.0]), iter([0.0, 50.0])  # more than the machine's busy time: never below zero
+    assert benchlib.OtherWork(str(stat), clock=lambda: next(clock), own=lambda: next(own)).cores() == 0.0
+    assert benchlib.OtherWork(str(tmp_path / "no stat")).cores() is None
+
+
+def test_other_work_counts_a_process_that_is_not_this_one():
+    other = benchlib.OtherWork()
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.6\n"
+                               "while time.process_time() < end: pass"])
+    while burner.poll() is None:
+        time.sleep(0.05)  # polled, not waited for: the child's CPU time is not yet counted as this process's own
+    assert other.cores() >= 0.3  # 0.6 s of its CPU over about 0.7 s of wall time, whatever else the machine does
+
+
+def test_a_section_of_kept_runs_is_dated_by_its_newest_run_and_keeps_its_other_work():
+    old = {"sitting": "2026-11-01T10:00:00Z", "environment": {"cpu": {"model": "Old CPU"}}}  # before either was recorded
+    new = {"measured": "2026-12-01T09:00:00Z", "sitting": "2026-12-01T08:00:00Z", "other_cores": 0.4,
+           "environment": {"cpu": {"model": "New CPU"}, "tensorflow": "9.9"}}
+    quiet = {"measured": "2026-11-20T00:00:00Z", "other_cores": 0.1, "environment": {}}
+    found = benchlib.kept_runs_provenance([old, new, quiet])
+    assert found["measured_at"] == "2026-12-01T09:00:00Z" and found["environment"]["cpu_model"] == "New CPU"
+    assert found["environment"]["tensorflow"] == "9.9" and found["environment"]["other_cores"] == 0.4
+    assert found["environment"]["load_average"] is None  # the moment the table was written says nothing of the runs
+    assert benchlib.kept_runs_provenance([old])["measured_at"] == "2026-11-01T10:00:00Z"
+    assert benchlib.kept_runs_provenance([old])["environment"]["other_cores"] is None
+    assert benchlib.kept_runs_provenance([]) == {}

@@ -151,7 +151,8 @@ def section(runs: list[dict]) -> dict:
             + ("; reference_cnn_wide sees the gray images repeated to 3 channels, as its RGB JPG project did."
                if any(row[0] == "reference_cnn_wide" for row in rows) else "."),
             "A target counts as met only with at least 3 seeds. fit s is model.fit wall time on this machine, with "
-            "whatever else ran beside it (each run's load average is in its file in tests/benchmarks/runs/accuracy/); "
+            "whatever else ran beside it (each run's file in tests/benchmarks/runs/accuracy/ holds its load average "
+            "and, where it measured it, the other work beside it); "
             "the default's training time on a quiet machine is the time-to-accuracy section's whole-run figure.",
             *tta_notes,
         ],

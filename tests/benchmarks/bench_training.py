@@ -1,6 +1,6 @@
 """Training speed on this CPU: images/s, FLOP per image and share of the machine's peak of every registry model in
 float32 and mixed precision; the levers tried on the default recipe's step (input pipeline, batch size, bfloat16,
-steps_per_execution, XLA); the reference notebook's recipe as plain Keras (its own float64 arrays and model.fit)
+steps_per_execution, XLA, threads); the reference notebook's recipe as plain Keras (its own float64 arrays and model.fit)
 against the same model through mnist_lib; and the time the default recipe and the reference recipe need to reach
 99.0% and 99.5% test accuracy.
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 import benchlib  # noqa: E402
 import flops  # noqa: E402
 from mnist_lib import models, recipe, runtime, split, training  # noqa: E402
+from mnist_lib.records import Dataset  # noqa: E402
 
 THRESHOLDS = (0.990, 0.995)
 TIME_TARGET = 0.5  # the fast profile must reach 99.0% in at most this share of the reference recipe's time
@@ -173,8 +176,33 @@ def step_images_per_second(part, config: recipe.TrainConfig, steps_per_execution
     return (steps * min(config.batch_size, len(part)) if cached else len(part)) / clock.seconds[-1]
 
 
+def step_in_child(part, config: recipe.TrainConfig, threads: int, **options) -> dict:
+    """`step_images_per_second` in a fresh process capped at `threads` CPU threads (`runtime.thread_variables`, as
+    `mnist sweep --jobs` sets them): TensorFlow reads its thread counts once, when it starts, so a process cannot
+    change its own. Returns the child's images/s and the thread variables it ran with."""
+    with tempfile.TemporaryDirectory() as folder:
+        np.savez(Path(folder, "part.npz"), images=part.images, labels=part.labels)
+        Path(folder, "job.json").write_text(json.dumps({"config": config.__dict__, "options": options,
+                                                        "class_names": list(part.class_names)}))
+        child = subprocess.run([sys.executable, __file__, "--step-child", folder], capture_output=True, text=True,
+                               env={**os.environ, **runtime.thread_variables(threads)})
+        if child.returncode:
+            raise RuntimeError(f"the {threads}-thread step process failed: {child.stderr.strip()[-2000:]}")
+        return json.loads(Path(folder, "result.json").read_text())
+
+
+def step_child(folder: Path) -> None:
+    """The child of `step_in_child`: time the step on the job in `folder`, write result.json there."""
+    job, arrays = json.loads((folder / "job.json").read_text()), np.load(folder / "part.npz")
+    part = Dataset(arrays["images"], arrays["labels"], tuple(job["class_names"]))
+    speed = step_images_per_second(part, recipe.TrainConfig(**job["config"]), **job["options"])
+    (folder / "result.json").write_text(json.dumps({
+        "images_per_second": speed, "thread_variables": {name: os.environ.get(name) for name in runtime.THREAD_VARIABLES}}))
+
+
+CORES = os.cpu_count() or 1
 # The default recipe's training step (cnn_strong, batch 128, augmentation, float32) and the levers tried on it:
-# (label, changes to the recipe, step options).
+# (label, changes to the recipe, step options; "threads": the step in a fresh process with that many threads).
 LEVERS = (
     ("the default recipe's step (float32, batch 128, augmentation)", {}, {}),
     ("no augmentation (input pipeline lighter)", {"rotation": 0.0, "zoom": 0.0, "shift": 0.0}, {}),
@@ -185,6 +213,8 @@ LEVERS = (
     ("mixed precision, batch 256", {"precision": "mixed", "batch_size": 256}, {}),
     ("steps_per_execution 16", {}, {"steps_per_execution": 16}),
     ("XLA (jit_compile; op determinism off: Keras refuses XLA under it)", {}, {"jit_compile": True}),
+    ("1 thread (TF_NUM_INTRAOP_THREADS=1, OMP_NUM_THREADS=1; a fresh process)", {}, {"threads": 1}),
+    (f"{CORES} threads set explicitly (intra-op {CORES}, inter-op {min(CORES, 2)}; a fresh process)", {}, {"threads": CORES}),
 )
 
 
@@ -195,8 +225,10 @@ def lever_rows(train, images: int, levers: tuple = LEVERS) -> list[list]:
     default = benchlib.train_config([], seed=1, tta=False)
     rows, base = [], None
     for label, changes, options in levers:
+        config = recipe.TrainConfig(**{**default.__dict__, **changes})
         try:
-            speed = step_images_per_second(part, recipe.TrainConfig(**{**default.__dict__, **changes}), **options)
+            speed = step_in_child(part, config, **options)["images_per_second"] if "threads" in options else \
+                step_images_per_second(part, config, **options)
         except Exception as error:  # a lever this machine cannot run (XLA on some CPUs) is reported, not fatal
             rows.append([label, f"failed: {type(error).__name__}", ""])
             print(f"{label}: failed ({error})", flush=True)
@@ -298,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every-images", type=int, default=13_500, help="test evaluated after this many images")
     parser.add_argument("--skip-time-to-accuracy", action="store_true", help="only the throughput tables (minutes)")
     parser.add_argument("--skip-levers", action="store_true", help="no table of the default step's speed levers")
+    parser.add_argument("--step-child", type=Path, help=argparse.SUPPRESS)  # step_in_child's own process
     args = parser.parse_args(argv)
+    if args.step_child:
+        step_child(args.step_child)
+        return 0
     train, val, test = (split.load_split(args.split_dir, name) for name in ("train", "val", "test"))
     command = benchlib.command_line(__file__, argv)  # each section is written with the command that measured it
     machine = flops.peak()

@@ -14,6 +14,7 @@ import pytest
 import bench_accuracy
 import bench_ensemble
 import bench_training
+import benchlib
 import flops
 from conftest import REPO, draw_digits, write_tiny_mnist
 from mnist_lib import models, split
@@ -68,6 +69,19 @@ def test_training_benchmark_states_flop_speed_and_share_of_peak_per_model_and_ti
     speeds = [float(row[1].replace(",", "")) for row in rows]
     assert all(speed > 0 for speed in speeds)
     assert float(rows[1][2].removesuffix("x")) == pytest.approx(speeds[1] / speeds[0], abs=0.01)
+
+
+def test_a_thread_lever_times_the_step_in_a_fresh_process_capped_at_that_many_threads(tiny):
+    (label, changes, options) = bench_training.LEVERS[-2]
+    assert options == {"threads": 1} and changes == {}
+    part = split.subset(split.load_split(tiny[0], "train"), np.arange(128))
+    config = benchlib.train_config([], seed=1, tta=False)
+    child = bench_training.step_in_child(part, config, **options)
+    assert child["images_per_second"] > 0
+    assert child["thread_variables"] == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+                                         "OMP_NUM_THREADS": "1"}
+    with pytest.raises(RuntimeError, match="(?s)the 1-thread step process failed: .*no_such_option"):
+        bench_training.step_in_child(part, config, threads=1, no_such_option=True)
 
 
 def test_time_to_accuracy_runs_the_fast_profile_the_default_and_the_reference_recipe(tiny, tmp_path, monkeypatch):

@@ -32,11 +32,14 @@ class LogLearningRate(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Attach the optimizer with its learning-rate schedule, cross-entropy (with label smoothing) and accuracy."""
+    """Attach the optimizer with its learning-rate schedule, cross-entropy (with label smoothing) and accuracy.
+    The accuracy metric and the optimizer's slots are made here, not in the first training step: a variable made
+    while TensorFlow traces the step makes it trace the step a second time (seconds of a small data set's run)."""
     with strategy().scope():
         optimizer = recipe.OPTIMIZERS[config.optimizer](learning_rate=recipe.learning_rate(config, steps_per_epoch))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        optimizer.build(model.trainable_variables)
     return model
 
 

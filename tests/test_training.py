@@ -575,3 +575,22 @@ def test_ensemble_member_k_trains_as_a_single_model_of_seed_plus_k_would(tmp_pat
         training.fit(model, data, data, config, out, member=k, live_plot=False, resume=False)
         weights.append(model.get_weights())
     assert same_weights(*weights)
+
+
+def test_a_run_traces_its_training_and_validation_steps_once(tmp_path, monkeypatch):
+    # TensorFlow traces a step again when the first trace made variables (a metric or optimizer slots built lazily)
+    traced = {"train": 0, "test": 0}
+    for step in traced:
+        original = getattr(keras.Model, f"{step}_step")
+
+        def counted(self, data, step=step, original=original):
+            traced[step] += 1  # Python runs only while TensorFlow traces the step
+            return original(self, data)
+
+        monkeypatch.setattr(keras.Model, f"{step}_step", counted)
+    data = digit_dataset(120, seed=3)
+    train, val = split.subset(data, np.arange(90)), split.subset(data, np.arange(90, 120))
+    history = training.fit(training.build(TrainConfig(**{**GOOD, "epochs": 2}), (28, 28, 1), 10), train, val,
+                           TrainConfig(**{**GOOD, "epochs": 2}), tmp_path, live_plot=False, resume=False)
+    assert traced == {"train": 1, "test": 1} and len(history) == 2
+    assert {"accuracy", "val_accuracy"} <= set(history.columns)

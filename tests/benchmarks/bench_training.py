@@ -377,7 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                       "training images (cnn_strong, Adam, the default recipe's batches from mnist_lib.batches; no "
                       "validation, no batch-norm recompute), one lever changed from the first row, all in one run.",
                       "Speed only: a lever that changes the arithmetic (batch size, bfloat16) must also keep the "
-                      "validation accuracy before the recipe can take it."],
+                      "validation accuracy before the recipe can take it.",
+                      "Thread rows: the step in a fresh process with TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS "
+                      "and OMP_NUM_THREADS set (TensorFlow reads them once, at start-up; the values `mnist sweep "
+                      "--jobs` sets), still the second epoch's images/s; the other rows leave the counts to "
+                      f"TensorFlow, which uses the {CORES} cores it finds."],
             "targets": [],
         }, args.out_dir)
     if not args.skip_time_to_accuracy:

@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                       "validation accuracy before the recipe can take it.",
                       "Thread rows: the step in a fresh process with TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS "
                       "and OMP_NUM_THREADS set (TensorFlow reads them once, at start-up; the values `mnist sweep "
-                      "--jobs` sets), still the second epoch's images/s; the other rows leave the counts to "
+                      "--jobs` sets), timed as the other rows; the other rows leave the counts to "
                       f"TensorFlow, which uses the {CORES} cores it finds."],
             "targets": [],
         }, args.out_dir)

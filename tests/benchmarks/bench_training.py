@@ -1,8 +1,8 @@
 """Training speed on this CPU: images/s, FLOP per image and share of the machine's peak of every registry model in
 float32 and mixed precision; the levers tried on the default recipe's step (input pipeline, batch size, bfloat16,
-steps_per_execution, XLA, threads); the reference notebook's recipe as plain Keras (its own float64 arrays and model.fit)
-against the same model through mnist_lib; and the time the default recipe and the reference recipe need to reach
-99.0% and 99.5% test accuracy.
+steps_per_execution, XLA, threads); the reference notebook's recipe as plain Keras (its own float64 arrays and
+model.fit) against the same model through mnist_lib; and the time the default recipe and the reference recipe need
+to reach 99.0% and 99.5% test accuracy.
 
     python tests/benchmarks/bench_training.py [--images 12800] [--skip-time-to-accuracy] [--skip-levers]
 

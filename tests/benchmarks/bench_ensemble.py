@@ -56,10 +56,15 @@ def train_member(data: dict, seed: int, member: int) -> tuple[dict, np.ndarray]:
         "seed": seed, "member": member, "config": config.__dict__, "train_images": len(member_train),
         "epochs_trained": history.attrs["epochs"], "best_val_accuracy": float(history["val_accuracy"].max()),
         "val_accuracy": benchlib.accuracy(shifted, member_val), "calibration": temperature,
-        "test_accuracy": float((probabilities.astype(np.float32).argmax(axis=1) == data["test"].labels).mean()),
+        "test_accuracy": hits(probabilities.astype(np.float32), data["test"].labels),
         "fit_seconds": history.attrs["fit_seconds"], **benchlib.run_provenance(other),
     }
     return record, probabilities
+
+
+def hits(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows of `probabilities` whose most likely class is the label."""
+    return float((probabilities.argmax(axis=1) == labels).mean())
 
 
 def curve(members: dict[int, list[np.ndarray]], labels: np.ndarray) -> dict[int, list[float]]:
@@ -70,7 +75,7 @@ def curve(members: dict[int, list[np.ndarray]], labels: np.ndarray) -> dict[int,
         out[seed] = []
         for count, output in enumerate(outputs, 1):
             total += output
-            out[seed].append(float(((total / count).argmax(axis=1) == labels).mean()))
+            out[seed].append(hits(total / count, labels))
     return out
 
 
